@@ -1,0 +1,106 @@
+"""Audio loading and the 40-band log-mel features the model reads.
+
+Log-mel is computed with ``torch.stft`` and a Slaney-style mel filterbank built here:
+torchaudio's wheels need CUDA libraries and do not import beside CPU torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import soxr
+import torch
+
+SAMPLE_RATE = 16_000
+LOG_FLOOR = 1e-10  # power below this is silence; keeps log() finite on digital zeros
+
+
+@dataclass(frozen=True)
+class MelOptions:
+    """Framing of the log-mel features; the defaults are the study's (25 ms / 10 ms / 40)."""
+
+    n_mels: int = 40
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+
+    @property
+    def win_length(self) -> int:
+        return round(SAMPLE_RATE * self.window_ms / 1000)
+
+    @property
+    def hop_length(self) -> int:
+        return round(SAMPLE_RATE * self.hop_ms / 1000)
+
+    @property
+    def n_fft(self) -> int:
+        """The next power of two, for a fast FFT and finer bins than the window alone gives."""
+        return 1 << (self.win_length - 1).bit_length()
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """Read any file soundfile can, mix to mono, resample to 16 kHz; float32 in [-1, 1]."""
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale: linear below 1 kHz, logarithmic above (librosa's default)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    logarithmic = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, logarithmic, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    mel = np.asarray(mel, dtype=np.float64)
+    linear = mel * (200.0 / 3)
+    logarithmic = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, logarithmic, linear)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(n_mels: int, n_fft: int) -> np.ndarray:
+    """Triangular, area-normalized filters from 0 Hz to Nyquist, shape (n_mels, n_fft // 2 + 1)."""
+    bin_hz = np.linspace(0, SAMPLE_RATE / 2, n_fft // 2 + 1)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), n_mels + 2))
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bin_hz - lower) / (center - lower)
+    falling = (upper - bin_hz) / (upper - center)
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    filters *= (2.0 / (upper - lower))  # equal area per filter, as Slaney's norm
+    return filters.astype(np.float32)
+
+
+def mel_power(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
+    """Mel power spectrogram, shape (frames, n_mels): the same quantity HW4P2 ships."""
+    waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
+    window = torch.hann_window(options.win_length)
+    spectrum = torch.stft(
+        waveform,
+        n_fft=options.n_fft,
+        hop_length=options.hop_length,
+        win_length=options.win_length,
+        window=window,
+        center=True,
+        return_complex=True,
+    )
+    power = spectrum.abs().pow(2)  # (bins, frames)
+    filters = torch.from_numpy(mel_filterbank(options.n_mels, options.n_fft))
+    return (filters @ power).T.numpy()
+
+
+def log_mel(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
+    """Natural-log mel power, shape (frames, n_mels), float32."""
+    return log_of_power(mel_power(samples, options))
+
+
+def log_of_power(power: np.ndarray) -> np.ndarray:
+    """The one place mel power becomes features, for computed and HW4P2's given spectra alike."""
+    return np.log(np.maximum(power, LOG_FLOOR)).astype(np.float32)

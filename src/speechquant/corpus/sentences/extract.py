@@ -1,0 +1,130 @@
+"""Rebuild the committed sentence lists from Debian's packages (a maintainer tool).
+
+The synthetic corpus needs English text that anyone may redistribute. This script made
+``wordnet.txt.gz`` and ``web.txt.gz`` from two Debian packages; the pipeline only reads
+those files, so users never need apt. To rebuild them::
+
+    apt-get download wordnet-base sword-text-web
+    for f in *.deb; do dpkg-deb -x "$f" root; done
+    python -m speechquant.corpus.sentences.extract root
+
+Sentences are cleaned to what espeak-ng says and a transcript can hold: lower-case
+letters, apostrophes and single spaces. Any sentence with digits or other symbols is
+dropped rather than rewritten, since a number read aloud would not match its transcript.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import re
+import struct
+import zlib
+from pathlib import Path
+
+from speechquant.text import normalize
+
+HERE = Path(__file__).parent
+MAX_WORDS = 25
+MIN_WORDS = 3
+_SPOKEN = re.compile(r"^[a-z']+( [a-z']+)*$")
+_QUOTED = re.compile(r'"([^"]+)"')
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+_DROPPED_ELEMENTS = re.compile(r"<(note|title)\b[^>]*>.*?</\1>", re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def clean(raw: str) -> str | None:
+    """Return the spoken form of a sentence, or None if it cannot be spoken as written."""
+    normalized = normalize(raw.replace("-", " ").replace(".", " "))
+    if normalized.out_of_vocabulary:
+        return None
+    text = " ".join(word.strip("'") for word in normalized.text.split())
+    text = " ".join(text.split())
+    if not _SPOKEN.match(text) or not MIN_WORDS <= len(text.split()) <= MAX_WORDS:
+        return None
+    return text
+
+
+def wordnet_examples(wordnet_dir: Path) -> list[str]:
+    """Example sentences: the quoted parts of each synset's gloss (after ``|``)."""
+    sentences = []
+    for part in ("noun", "verb", "adj", "adv"):
+        for line in (wordnet_dir / f"data.{part}").read_text(encoding="latin-1").splitlines():
+            if line.startswith("  ") or "|" not in line:
+                continue  # licence header
+            gloss = line.split("|", 1)[1]
+            sentences.extend(_QUOTED.findall(gloss))
+    return sentences
+
+
+def sword_ztext_verses(module_dir: Path) -> list[str]:
+    """Verse texts of a SWORD zText module, OSIS markup removed.
+
+    zText keeps, per testament, ``.bzs`` (12-byte block entries: offset, size,
+    uncompressed size), ``.bzz`` (zlib blocks) and ``.bzv`` (10-byte verse entries:
+    block, start, size).
+    """
+    verses = []
+    for testament in ("ot", "nt"):
+        index = (module_dir / f"{testament}.bzs").read_bytes()
+        compressed = (module_dir / f"{testament}.bzz").read_bytes()
+        blocks = [
+            zlib.decompress(compressed[offset : offset + size])
+            for offset, size, _ in struct.iter_unpack("<III", index)
+        ]
+        for block, start, size in struct.iter_unpack("<IIH", (module_dir / f"{testament}.bzv").read_bytes()):
+            if size:
+                markup = blocks[block][start : start + size].decode("utf-8")
+                text = _TAG.sub(" ", _DROPPED_ELEMENTS.sub(" ", markup))
+                verses.append(" ".join(text.split()))
+    return verses
+
+
+def chunk(verse: str) -> list[str]:
+    """Split a verse at sentence ends and pack the pieces into chunks of at most MAX_WORDS."""
+    chunks: list[str] = []
+    current: list[str] = []
+    for sentence in _SENTENCE_END.split(verse):
+        words = sentence.split()
+        if len(words) > MAX_WORDS:
+            continue  # too long to say in one utterance, and no clean place to cut it
+        if current and len(current) + len(words) > MAX_WORDS:
+            chunks.append(" ".join(current))
+            current = []
+        current.extend(words)
+    if current:
+        chunks.append(" ".join(current))
+    return chunks
+
+
+def unique_cleaned(raw_sentences: list[str]) -> list[str]:
+    """Cleaned sentences, first occurrence kept, in their original order."""
+    seen: dict[str, None] = {}
+    for raw in raw_sentences:
+        text = clean(raw)
+        if text is not None:
+            seen.setdefault(text)
+    return list(seen)
+
+
+def write_gzipped_lines(path: Path, lines: list[str]) -> None:
+    """Write with mtime 0 so that the same sentences give byte-identical files."""
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(("\n".join(lines) + "\n").encode("utf-8"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="directory the two .deb packages were extracted into")
+    args = parser.parse_args()
+    wordnet = unique_cleaned(wordnet_examples(args.root / "usr/share/wordnet"))
+    verses = sword_ztext_verses(args.root / "usr/share/sword/modules/texts/ztext/engWEB2015eb")
+    web = unique_cleaned([piece for verse in verses for piece in chunk(verse)])
+    write_gzipped_lines(HERE / "wordnet.txt.gz", wordnet)
+    write_gzipped_lines(HERE / "web.txt.gz", web)
+    print(f"wordnet: {len(wordnet)} sentences, web: {len(web)} chunks")
+
+
+if __name__ == "__main__":
+    main()
