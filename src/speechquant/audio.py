@@ -74,7 +74,7 @@ def mel_filterbank(n_mels: int, n_fft: int) -> np.ndarray:
     rising = (bin_hz - lower) / (center - lower)
     falling = (upper - bin_hz) / (upper - center)
     filters = np.maximum(0.0, np.minimum(rising, falling))
-    filters *= (2.0 / (upper - lower))  # equal area per filter, as Slaney's norm
+    filters *= 2.0 / (upper - lower)  # equal area per filter, as Slaney's norm
     return filters.astype(np.float32)
 
 

@@ -46,3 +46,10 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    """Write rows sharing the same keys as CSV with a header line, atomically."""
+    columns = list(rows[0]) if rows else []
+    lines = [",".join(columns)] + [",".join(str(row[column]) for column in columns) for row in rows]
+    write_text(path, "\n".join(lines) + "\n")

@@ -109,7 +109,8 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        missing = [name for name in (DATA_FILE, OFFSETS_FILE, MANIFEST_FILE, META_FILE) if not (self.path / name).exists()]
+        files = (DATA_FILE, OFFSETS_FILE, MANIFEST_FILE, META_FILE)
+        missing = [name for name in files if not (self.path / name).exists()]
         if missing:
             raise FileNotFoundError(f"{self.path} is not an utterance store: missing {', '.join(missing)}")
         self.data = np.load(self.path / DATA_FILE, mmap_mode="r", allow_pickle=False)

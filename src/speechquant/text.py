@@ -21,9 +21,10 @@ CHAR_TO_ID = {char: index for index, char in enumerate(LETTERS)}
 TRANSCRIPT_CHARS = frozenset(LETTERS) - {BLANK, ">"}
 
 # Punctuation that is not spoken: dropping it leaves the words, and so the audio, intact.
-UNSPOKEN_PUNCTUATION = frozenset(",;:!?\"()[]{}«»“”‘`…–—/\\*")
-# Typographic apostrophes are the same letter as ASCII ``'`` ("isn’t").
-APOSTROPHES = frozenset("’ʼ")
+# Typographic quotes, dashes and the ellipsis are written as escapes to keep them unambiguous.
+UNSPOKEN_PUNCTUATION = frozenset(',;:!?"()[]{}`/\\*\u00ab\u00bb\u201c\u201d\u2018\u2026\u2013\u2014')
+# Typographic apostrophes (right single quote, modifier letter) are the letter ``'``: isn't.
+APOSTROPHES = frozenset("\u2019\u02bc")
 _WHITESPACE = re.compile(r"\s+")
 
 

@@ -1,0 +1,51 @@
+"""Corpus sources: each turns its raw input into one utterance store per split.
+
+``synth`` and ``librispeech`` give 16 kHz audio stores, ``hw4p2`` gives mel power
+stores; the features stage turns either into log-mel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from speechquant.errors import UserError
+from speechquant.fileio import atomic_path
+from speechquant.params import build, section
+from speechquant.store import SPLITS
+
+SOURCES = ("synth", "hw4p2", "librispeech")
+
+
+def build_corpus(data_params: dict[str, Any], output: Path, workers: int) -> dict[str, dict[str, Any]]:
+    """Build every split of the source named by ``data.source`` into ``output/<split>``.
+
+    All splits are written to a temporary folder that replaces ``output`` only when
+    every split succeeded: a failure leaves the previous corpus untouched.
+    """
+    source = data_params.get("source")
+    if source not in SOURCES:
+        raise UserError(f"unknown data.source {source!r}; valid: {', '.join(SOURCES)}")
+    metas: dict[str, dict[str, Any]] = {}
+    with atomic_path(output) as temporary:
+        temporary.mkdir()
+        if source == "synth":
+            from speechquant.corpus.synth import SynthOptions, build_split
+
+            options = build(SynthOptions, section(data_params, "synth"), "data.synth")
+            for split in SPLITS:
+                metas[split] = build_split(options, split, temporary / split, workers)
+        elif source == "hw4p2":
+            from speechquant.corpus.hw4p2 import Hw4p2Options, convert_split, fetch
+
+            options = build(Hw4p2Options, section(data_params, "hw4p2"), "data.hw4p2")
+            directory = fetch(options)
+            for split in SPLITS:
+                metas[split] = convert_split(directory, split, temporary / split)
+        else:
+            from speechquant.corpus.librispeech import LibrispeechOptions, build_split
+
+            options = build(LibrispeechOptions, section(data_params, "librispeech"), "data.librispeech")
+            for split in SPLITS:
+                metas[split] = build_split(options, split, temporary / split)
+    return metas

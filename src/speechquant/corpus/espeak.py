@@ -1,9 +1,11 @@
 """A minimal ctypes binding to the espeak-ng library shipped in ``espeakng-loader``.
 
 Pinned to espeakng-loader 0.2.4: another espeak-ng release gives different audio, and
-the synthetic corpus must be byte-identical for the same params. The library keeps
-state between calls (output depends on what it said before), so callers that need
-reproducible audio give each fixed batch of sentences a fresh process.
+the synthetic corpus must be byte-identical for the same params. The library seeds its
+own noise generator (breathy variants such as f3 or whisper) from the clock, so every
+utterance is given a seed here; it also keeps state between calls (output depends on
+what it said before), so callers that need reproducible audio give each fixed batch of
+sentences a fresh process.
 """
 
 from __future__ import annotations
@@ -55,14 +57,15 @@ class Espeak:
         self._chunks: list[np.ndarray] = []
         self._callback = _CALLBACK(self._collect)  # kept referenced: the library calls it later
         self._library.espeak_SetSynthCallback(self._callback)
+        self._library.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
 
     def _collect(self, wave: ctypes.Array, n_samples: int, events: int) -> int:
         if n_samples > 0:
             self._chunks.append(np.ctypeslib.as_array(wave, (n_samples,)).copy())
         return 0
 
-    def synthesize(self, text: str, voice: Voice) -> np.ndarray:
-        """Speak ``text``; int16 samples at ``self.sample_rate``."""
+    def synthesize(self, text: str, voice: Voice, seed: int) -> np.ndarray:
+        """Speak ``text``; int16 samples at ``self.sample_rate``. ``seed`` fixes breath noise."""
         if self._library.espeak_SetVoiceByName(voice.name.encode()) != 0:
             raise ValueError(f"espeak-ng has no voice {voice.name!r}")
         for parameter, value in (
@@ -72,6 +75,7 @@ class Espeak:
             (_WORDGAP, voice.word_gap),
         ):
             self._library.espeak_SetParameter(parameter, value, 0)
+        self._library.espeak_ng_SetRandSeed(seed)
         self._chunks = []
         encoded = text.encode("utf-8")
         status = self._library.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, _UTF8, None, None)

@@ -70,8 +70,7 @@ def sword_ztext_verses(module_dir: Path) -> list[str]:
         index = (module_dir / f"{testament}.bzs").read_bytes()
         compressed = (module_dir / f"{testament}.bzz").read_bytes()
         blocks = [
-            zlib.decompress(compressed[offset : offset + size])
-            for offset, size, _ in struct.iter_unpack("<III", index)
+            zlib.decompress(compressed[offset : offset + size]) for offset, size, _ in struct.iter_unpack("<III", index)
         ]
         for block, start, size in struct.iter_unpack("<IIH", (module_dir / f"{testament}.bzv").read_bytes()):
             if size:

@@ -1,0 +1,184 @@
+"""CMU 11-785 HW4P2 (Kaggle competition ``11785-spring2021-hw4p2``): the study's data.
+
+The competition ships pickled NumPy object arrays: ``{split}.npy`` holds one float
+array of mel *power* (linear scale, shape (T, 40)) per utterance, and
+``{split}_transcripts.npy`` one array of byte-string words per utterance; the test
+split has no transcripts. ``allow_pickle=True`` appears only here, and every element's
+type is checked before it is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from speechquant.corpus.transcripts import screen_transcript
+from speechquant.errors import UserError
+from speechquant.skips import SkipLog
+from speechquant.store import SPLITS, StoreWriter, Utterance
+
+N_MELS = 40
+FEATURE_FILES = {split: f"{split}.npy" for split in SPLITS}
+TRANSCRIPT_FILES = {"train": "train_transcripts.npy", "dev": "dev_transcripts.npy"}
+
+
+@dataclass(frozen=True)
+class Hw4p2Options:
+    """The ``data.hw4p2`` params. Files already in ``download_dir`` are used as they are."""
+
+    competition: str = "11785-spring2021-hw4p2"
+    download_dir: str = "data/downloads/hw4p2"
+
+
+def _find(directory: Path, name: str) -> Path | None:
+    matches = sorted(directory.rglob(name)) if directory.is_dir() else []
+    return matches[0] if matches else None
+
+
+def _required_files() -> list[str]:
+    return [*FEATURE_FILES.values(), *TRANSCRIPT_FILES.values()]
+
+
+def fetch(options: Hw4p2Options) -> Path:
+    """Make sure the competition files are in ``download_dir``; download them if not.
+
+    The download goes to a temporary folder that is renamed into place only once it is
+    complete and unpacked, so a failure leaves nothing behind.
+    """
+    directory = Path(options.download_dir)
+    if all(_find(directory, name) for name in _required_files()):
+        return directory
+    api = _authenticated_api(options.competition)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".hw4p2-download-", dir=directory.parent) as scratch:
+        partial = Path(scratch) / "files"
+        partial.mkdir()
+        try:
+            api.competition_download_files(options.competition, path=str(partial), quiet=False)
+        except Exception as error:
+            raise UserError(_explain_download_error(error, options.competition)) from None
+        for archive in partial.glob("*.zip"):
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(partial)
+            archive.unlink()
+        missing = [name for name in _required_files() if not _find(partial, name)]
+        if missing:
+            raise UserError(f"the download of {options.competition} lacks {', '.join(missing)}")
+        if directory.exists():
+            shutil.rmtree(directory)
+        partial.rename(directory)
+    return directory
+
+
+def _authenticated_api(competition: str) -> Any:
+    """A KaggleApi with credentials, or a UserError saying how to provide them."""
+    # The kaggle package tries to authenticate when imported and prints help to stdout.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from kaggle.api.kaggle_api_extended import KaggleApi
+
+        api = KaggleApi()
+        try:
+            api.authenticate()
+        except (SystemExit, Exception):
+            raise UserError(
+                "Kaggle credentials not found: save your API token as ~/.kaggle/kaggle.json "
+                "(or set KAGGLE_USERNAME and KAGGLE_KEY), accept the rules at "
+                f"https://www.kaggle.com/competitions/{competition}/rules, "
+                "or put the competition's .npy files in data.hw4p2.download_dir yourself"
+            ) from None
+    return api
+
+
+def _explain_download_error(error: Exception, competition: str) -> str:
+    text = str(error)
+    if "403" in text or "Forbidden" in text:
+        return (
+            f"Kaggle refused the download of {competition}: accept the competition rules at "
+            f"https://www.kaggle.com/competitions/{competition}/rules with the account of your API token"
+        )
+    if "401" in text or "Unauthorized" in text:
+        return "Kaggle rejected the credentials: create a new API token at https://www.kaggle.com/settings"
+    if "404" in text:
+        return f"Kaggle has no competition {competition!r}: check data.hw4p2.competition"
+    return f"could not download {competition} from Kaggle ({type(error).__name__}: {text[:200]}); check the network"
+
+
+def _load_object_array(path: Path) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=True, encoding="bytes")
+    except Exception as error:
+        raise UserError(f"{path} is not a readable .npy file ({type(error).__name__}: {error})") from None
+    if not isinstance(array, np.ndarray) or array.ndim < 1:
+        raise UserError(f"{path} must hold an array with one element per utterance")
+    return array
+
+
+def _features(element: Any, path: Path, index: int) -> np.ndarray:
+    if not (isinstance(element, np.ndarray) and element.ndim == 2 and element.shape[1] == N_MELS):
+        shape = getattr(element, "shape", None)
+        raise UserError(f"{path}: element {index} is {type(element).__name__} of shape {shape}, expected (T, {N_MELS})")
+    if element.dtype.kind not in "fiu":
+        raise UserError(f"{path}: element {index} has dtype {element.dtype}, expected floats")
+    return element.astype(np.float32, copy=False)
+
+
+def _transcript(element: Any, path: Path, index: int) -> str:
+    """Words joined by spaces; each word must be a byte or text string."""
+    words = [element] if isinstance(element, bytes | str) else element
+    if not isinstance(words, np.ndarray | list | tuple):
+        raise UserError(f"{path}: element {index} is {type(element).__name__}, expected an array of words")
+    joined = []
+    for word in words:
+        if isinstance(word, bytes | np.bytes_):
+            joined.append(bytes(word).decode("utf-8", errors="replace"))
+        elif isinstance(word, str):
+            joined.append(str(word))
+        else:
+            raise UserError(f"{path}: element {index} holds a {type(word).__name__}, expected byte-string words")
+    return " ".join(joined)
+
+
+def convert_split(directory: Path, split: str, output: Path) -> dict[str, Any]:
+    """Write one split's mel power and transcripts to a store at ``output``."""
+    feature_path = _find(directory, FEATURE_FILES[split])
+    if feature_path is None:
+        raise UserError(f"{FEATURE_FILES[split]} not found under {directory}")
+    features = _load_object_array(feature_path)
+    transcripts: np.ndarray | None = None
+    if split in TRANSCRIPT_FILES:
+        transcript_path = _find(directory, TRANSCRIPT_FILES[split])
+        if transcript_path is None:
+            raise UserError(f"{TRANSCRIPT_FILES[split]} not found under {directory}")
+        transcripts = _load_object_array(transcript_path)
+        if len(transcripts) != len(features):
+            raise UserError(
+                f"{feature_path.name} has {len(features)} utterances but {transcript_path.name} "
+                f"has {len(transcripts)}: the files do not belong together"
+            )
+    skips = SkipLog()
+    dropped = 0
+    meta = {"kind": "mel_power", "source": "hw4p2"}
+    with StoreWriter(output, np.float32, (N_MELS,), meta) as writer:
+        for index in tqdm(range(len(features)), desc=f"hw4p2 {split}", unit="utt", leave=False):
+            utterance_id = f"hw4p2-{split}-{index:06d}"
+            rows = _features(features[index], feature_path, index)
+            text = None
+            if transcripts is not None:
+                text, dropped_here = screen_transcript(
+                    _transcript(transcripts[index], transcript_path, index), utterance_id, skips
+                )
+                dropped += dropped_here
+                if text is None:
+                    continue
+            writer.append(Utterance(utterance_id, text, 0, {"file": feature_path.name, "index": index}), rows)
+        writer.meta.update(skipped=skips.as_dict(), dropped_chars=dropped)
+    return writer.meta
