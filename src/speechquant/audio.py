@@ -45,7 +45,7 @@ def load_audio(path: str | Path) -> np.ndarray:
     """Read any file soundfile can, mix to mono, resample to 16 kHz; float32 in [-1, 1]."""
     samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     mono = samples.mean(axis=1)
-    if rate != SAMPLE_RATE:
+    if rate != SAMPLE_RATE and mono.size:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
 

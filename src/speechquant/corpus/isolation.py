@@ -8,6 +8,7 @@ instead of a dead or stuck stage. Results come back in item order.
 
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
 import multiprocessing.connection
 import time
@@ -29,6 +30,7 @@ class Outcome:
 
 
 def _run_shard(task: Callable[[Any], Any], items: list[Any], connection: multiprocessing.connection.Connection) -> None:
+    faulthandler.disable()  # a crash here is expected and reported by the parent, not dumped
     for item in items:
         try:
             connection.send(("ok", task(item)))

@@ -1,0 +1,119 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from speechquant.corpus import build_corpus
+from speechquant.errors import UserError
+from speechquant.features import NON_FINITE, TOO_SHORT, FeatureOptions, build_split
+from speechquant.store import Store
+
+from helpers import REPO
+
+RNG = np.random.default_rng(0)
+
+
+def object_array(elements) -> np.ndarray:
+    array = np.empty(len(elements), dtype=object)
+    for index, element in enumerate(elements):
+        array[index] = element
+    return array
+
+
+def power(frames: int) -> np.ndarray:
+    return RNG.random((frames, 40)).astype(np.float32) + 1e-3
+
+
+def words(text: str, as_object: bool = False) -> np.ndarray:
+    encoded = [word.encode() for word in text.split()]
+    return np.array(encoded, dtype=object) if as_object else np.array(encoded)
+
+
+def write_competition(directory, train_features, train_transcripts, dev_count=2, test_count=2):
+    """Files laid out as the Kaggle download unpacks them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    np.save(directory / "train.npy", object_array(train_features), allow_pickle=True)
+    np.save(directory / "train_transcripts.npy", object_array(train_transcripts), allow_pickle=True)
+    np.save(directory / "dev.npy", object_array([power(80) for _ in range(dev_count)]), allow_pickle=True)
+    np.save(
+        directory / "dev_transcripts.npy",
+        object_array([words("THE CAT SAT") for _ in range(dev_count)]),
+        allow_pickle=True,
+    )
+    np.save(directory / "test.npy", object_array([power(60) for _ in range(test_count)]), allow_pickle=True)
+
+
+def hw4p2_params(download_dir) -> dict:
+    return {"source": "hw4p2", "hw4p2": {"competition": "11785-spring2021-hw4p2", "download_dir": str(download_dir)}}
+
+
+def test_competition_files_become_stores_and_their_log_is_taken(tmp_path):
+    features = [power(100), power(120)]
+    write_competition(tmp_path / "dl" / "hw4p2", features, [words("HELLO WORLD"), words("IT'S A TEST", True)])
+    build_corpus(hw4p2_params(tmp_path / "dl"), tmp_path / "corpus", workers=1)
+    train = Store(tmp_path / "corpus" / "train")
+    assert [u.text for u in train.utterances] == ["hello world", "it's a test"]
+    np.testing.assert_array_equal(train[1], features[1])
+    test = Store(tmp_path / "corpus" / "test")
+    assert len(test) == 2 and all(u.text is None for u in test.utterances)
+
+    build_split(tmp_path / "corpus" / "train", tmp_path / "features", FeatureOptions(dtype="float32"))
+    np.testing.assert_allclose(Store(tmp_path / "features")[0], np.log(features[0]), rtol=1e-6)
+    build_split(tmp_path / "corpus" / "test", tmp_path / "test_features", FeatureOptions())
+    assert len(Store(tmp_path / "test_features")) == 2  # decoded later, though never scored
+
+
+def test_bad_utterances_are_skipped_with_counts_and_ids(tmp_path):
+    nan = power(100)
+    nan[3, 5] = np.nan
+    features = [power(100), nan, power(100), power(100), power(10), power(100)]
+    transcripts = [
+        words("GOOD"),
+        words("GOOD"),
+        np.array([], dtype="S1"),
+        words("ROOM 101"),
+        words("TOO LONG"),
+        words("OK"),
+    ]
+    write_competition(tmp_path / "dl", features, transcripts)
+    corpus_meta = build_corpus(hw4p2_params(tmp_path / "dl"), tmp_path / "corpus", workers=1)["train"]
+    assert corpus_meta["skipped"]["empty transcript"]["first_ids"] == ["hw4p2-train-000002"]
+    assert corpus_meta["skipped"]["transcript has characters outside the vocabulary"]["count"] == 1
+    meta = build_split(tmp_path / "corpus" / "train", tmp_path / "features", FeatureOptions())
+    assert meta["skipped"][NON_FINITE]["first_ids"] == ["hw4p2-train-000001"]
+    assert meta["skipped"][TOO_SHORT]["first_ids"] == ["hw4p2-train-000004"]
+    assert sum(entry["count"] for entry in meta["skipped"].values()) == 4
+    assert [u.id for u in Store(tmp_path / "features").utterances] == ["hw4p2-train-000000", "hw4p2-train-000005"]
+
+
+def test_features_and_transcripts_of_different_counts_is_one_clear_error(tmp_path):
+    write_competition(tmp_path / "dl", [power(50)] * 3, [words("A B")] * 2)
+    with pytest.raises(UserError, match="train.npy has 3 utterances but train_transcripts.npy has 2"):
+        build_corpus(hw4p2_params(tmp_path / "dl"), tmp_path / "corpus", workers=1)
+    assert not (tmp_path / "corpus").exists()
+
+
+def test_an_element_of_the_wrong_type_is_named(tmp_path):
+    write_competition(tmp_path / "dl", [power(50), RNG.random((50, 13))], [words("A B")] * 2)
+    with pytest.raises(UserError, match=r"train.npy: element 1 .* expected \(T, 40\)"):
+        build_corpus(hw4p2_params(tmp_path / "dl"), tmp_path / "corpus", workers=1)
+
+
+def test_missing_credentials_give_one_line_and_leave_nothing(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["source"] = "hw4p2"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE")}
+    env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "home" / ".config"))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "corpus.py")], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Kaggle credentials not found")
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "params.yaml" and "home" not in p.parts]
+    assert leftovers == []

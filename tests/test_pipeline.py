@@ -1,0 +1,71 @@
+"""The pipeline as a user runs it: `dvc repro` in a fresh git repository."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import REPO, copy_project
+
+from speechquant.store import Store
+
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, check=False)
+
+
+def dvc(cwd: Path, *args: str) -> str:
+    result = run([sys.executable, "-m", "dvc", *args], cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture
+def project(tmp_path, default_params, tiny_synth) -> Path:
+    copy_project(tmp_path)
+    default_params["data"]["synth"] = tiny_synth
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params, sort_keys=False))
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        assert run(command, tmp_path).returncode == 0
+    dvc(tmp_path, "config", "core.analytics", "false")
+    return tmp_path
+
+
+def test_repro_builds_everything_then_reruns_only_what_changed(project):
+    dvc(project, "repro")
+    train = Store(project / "data" / "features" / "train")
+    assert len(train) > 0 and train.meta["kind"] == "log_mel" and train.data.shape[1] == 40
+    metrics = json.loads((project / "metrics" / "data.json").read_text())
+    assert metrics["train"]["utterances"] == len(train)
+    assert metrics["dev"]["hours"] > 0
+    assert (project / "plots" / "data" / "utterance_frames.csv").read_text().startswith("frames,train,dev,test")
+
+    assert "Data and pipelines are up to date" in dvc(project, "status")
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["features"]["dtype"] = "float32"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dry_run = dvc(project, "repro", "--dry")
+    assert "Running stage 'features'" in dry_run
+    assert "Running stage 'corpus'" not in dry_run
+
+
+def test_bad_params_give_one_clear_line_not_a_traceback(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["data"]["source"] = "timit"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run([sys.executable, str(REPO / "stages" / "corpus.py")], project)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: unknown data.source 'timit'; valid: synth, hw4p2, librispeech"
+
+    params["data"]["source"] = "synth"
+    params["data"]["synth"]["pitch_range"] = [20, 95]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run([sys.executable, str(REPO / "stages" / "corpus.py")], project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pitch_range" in result.stderr

@@ -1,0 +1,59 @@
+import ctypes
+import hashlib
+
+import numpy as np
+
+from speechquant.corpus import synth
+from speechquant.params import build
+from speechquant.store import Store
+
+
+def digest(path) -> str:
+    return hashlib.sha256(
+        b"".join((path / name).read_bytes() for name in sorted(p.name for p in path.iterdir()))
+    ).hexdigest()
+
+
+def test_same_params_give_byte_identical_audio_whatever_the_workers(tmp_path, tiny_synth):
+    options = build(synth.SynthOptions, tiny_synth, "data.synth")
+    synth.build_split(options, "train", tmp_path / "one", workers=1)
+    synth.build_split(options, "train", tmp_path / "two", workers=2)
+    assert digest(tmp_path / "one") == digest(tmp_path / "two")
+    store = Store(tmp_path / "one")
+    seconds = (store.offsets[-1]) / 16000
+    assert 0.006 * 3600 <= seconds < 0.006 * 3600 + 15  # stops at the first utterance past the target
+    assert all(u.text and u.source["voice"].count("+") == 1 for u in store.utterances)
+    assert np.abs(store.data).max() > 1000  # real audio, not silence
+
+
+def test_a_different_seed_gives_different_utterances(tmp_path, tiny_synth):
+    first = list(zip(range(5), synth.plans(build(synth.SynthOptions, tiny_synth, "s"), "train"), strict=False))
+    tiny_synth["seed"] += 1
+    second = list(zip(range(5), synth.plans(build(synth.SynthOptions, tiny_synth, "s"), "train"), strict=False))
+    assert [p.text for _, p in first] != [p.text for _, p in second]
+
+
+def test_no_dev_or_test_sentence_occurs_in_train():
+    pools = synth.sentence_pools()
+    train = set(pools["train"])
+    assert len(train) > 50_000
+    assert not train & set(pools["dev"])
+    assert not train & set(pools["test"])
+    assert len(pools["dev"]) > 3000 and len(pools["test"]) > 3000
+
+
+def test_an_espeak_crash_is_survived_and_counted(tmp_path, tiny_synth, monkeypatch):
+    real_speak = synth.speak
+
+    def crashing_speak(plan):
+        if plan.id.endswith("000002"):
+            ctypes.string_at(0)
+        return real_speak(plan)
+
+    monkeypatch.setattr(synth, "speak", crashing_speak)
+    meta = synth.build_split(build(synth.SynthOptions, tiny_synth, "s"), "train", tmp_path / "s", workers=2)
+    (reason,) = meta["skipped"]
+    assert "signal 11" in reason
+    assert meta["skipped"][reason] == {"count": 1, "first_ids": ["synth-train-000002"]}
+    ids = [u.id for u in Store(tmp_path / "s").utterances]
+    assert "synth-train-000002" not in ids and "synth-train-000003" in ids
