@@ -5,13 +5,12 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from helpers import REPO
 
 from speechquant.corpus import build_corpus
 from speechquant.errors import UserError
 from speechquant.features import NON_FINITE, TOO_SHORT, FeatureOptions, build_split
 from speechquant.store import Store
-
-from helpers import REPO
 
 RNG = np.random.default_rng(0)
 
@@ -91,7 +90,7 @@ def test_bad_utterances_are_skipped_with_counts_and_ids(tmp_path):
 
 def test_features_and_transcripts_of_different_counts_is_one_clear_error(tmp_path):
     write_competition(tmp_path / "dl", [power(50)] * 3, [words("A B")] * 2)
-    with pytest.raises(UserError, match="train.npy has 3 utterances but train_transcripts.npy has 2"):
+    with pytest.raises(UserError, match=r"train\.npy has 3 utterances but train_transcripts\.npy has 2"):
         build_corpus(hw4p2_params(tmp_path / "dl"), tmp_path / "corpus", workers=1)
     assert not (tmp_path / "corpus").exists()
 

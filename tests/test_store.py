@@ -46,5 +46,5 @@ def test_wrong_row_shape_is_refused(tmp_path):
 
 def test_missing_files_are_named(tmp_path):
     (tmp_path / "s").mkdir()
-    with pytest.raises(FileNotFoundError, match="data.npy"):
+    with pytest.raises(FileNotFoundError, match=r"data\.npy"):
         Store(tmp_path / "s")
