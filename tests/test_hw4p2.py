@@ -1,13 +1,15 @@
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from helpers import REPO
 
-from speechquant.corpus import build_corpus
+from speechquant.corpus import build_corpus, hw4p2
 from speechquant.errors import UserError
 from speechquant.features import NON_FINITE, TOO_SHORT, FeatureOptions, build_split
 from speechquant.store import Store
@@ -116,3 +118,29 @@ def test_missing_credentials_give_one_line_and_leave_nothing(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("error: Kaggle credentials not found")
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "params.yaml" and "home" not in p.parts]
     assert leftovers == []
+
+
+class FailingKaggle:
+    """Stands in for KaggleApi: writes part of the archive, then fails as the server would."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def competition_download_files(self, competition, path, quiet):
+        (Path(path) / f"{competition}.zip").write_bytes(b"partial")
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (RuntimeError("403 Client Error: Forbidden for url"), "accept the competition rules at https://www.kaggle.com"),
+        (RuntimeError("401 Client Error: Unauthorized"), "Kaggle rejected the credentials"),
+        (ConnectionError("Max retries exceeded: Name or service not known"), "check the network"),
+    ],
+)
+def test_a_failed_download_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch, error, expected):
+    monkeypatch.setattr(hw4p2, "_authenticated_api", lambda competition: FailingKaggle(error))
+    with pytest.raises(UserError, match=re.escape(expected)):
+        build_corpus(hw4p2_params(tmp_path / "downloads" / "hw4p2"), tmp_path / "corpus", workers=1)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
