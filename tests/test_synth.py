@@ -2,8 +2,10 @@ import ctypes
 import hashlib
 
 import numpy as np
+import pytest
 
 from speechquant.corpus import synth
+from speechquant.errors import UserError
 from speechquant.params import build
 from speechquant.store import Store
 
@@ -57,3 +59,19 @@ def test_an_espeak_crash_is_survived_and_counted(tmp_path, tiny_synth, monkeypat
     assert meta["skipped"][reason] == {"count": 1, "first_ids": ["synth-train-000002"]}
     ids = [u.id for u in Store(tmp_path / "s").utterances]
     assert "synth-train-000002" not in ids and "synth-train-000003" in ids
+
+
+def test_an_unknown_voice_variant_is_refused_with_the_valid_names(tiny_synth):
+    tiny_synth["variants"] = ["m1", "m99"]
+    with pytest.raises(UserError, match=r"espeak-ng has no \['m99'\]; valid: .*'f3'"):
+        build(synth.SynthOptions, tiny_synth, "data.synth")
+
+
+def test_synthesis_that_always_fails_stops_with_an_error(tmp_path, tiny_synth, monkeypatch):
+    def broken_speak(plan):
+        raise RuntimeError("no audio device")
+
+    monkeypatch.setattr(synth, "speak", broken_speak)
+    with pytest.raises(UserError, match="keeps failing, last: RuntimeError: no audio device"):
+        synth.build_split(build(synth.SynthOptions, tiny_synth, "s"), "train", tmp_path / "s", workers=2)
+    assert not (tmp_path / "s").exists()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import espeakng_loader
 import numpy as np
@@ -32,6 +34,19 @@ class Voice:
     pitch: int  # 0-100, espeak's default 50
     pitch_range: int  # 0-100; keep <= 70, some variants crash the library above 80
     word_gap: int  # extra pause between words, in units of 10 ms
+
+
+@cache
+def available_voices() -> tuple[frozenset[str], frozenset[str]]:
+    """(language voices, voice variants) in the packaged data, read from files.
+
+    Read from disk rather than asked of the library so that the parent process never
+    initializes espeak-ng: its workers must each start from a fresh library.
+    """
+    data = Path(espeakng_loader.get_data_path())
+    languages = frozenset(path.name.lower() for path in (data / "lang").rglob("*") if path.is_file())
+    variants = frozenset(path.name for path in (data / "voices" / "!v").iterdir() if path.is_file())
+    return languages, variants
 
 
 class Espeak:

@@ -22,14 +22,17 @@ import soxr
 from tqdm import tqdm
 
 from speechquant.audio import SAMPLE_RATE
-from speechquant.corpus.espeak import Espeak, Voice
+from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
+from speechquant.errors import UserError
 from speechquant.skips import SkipLog
 from speechquant.store import SPLITS, StoreWriter, Utterance
 
 SENTENCE_DIR = Path(__file__).parent / "sentences"
 SENTENCE_FILES = ("wordnet.txt.gz", "web.txt.gz")
 SHARD_SIZE = 32
+# This many failures in a row means synthesis is broken, not unlucky: stop and say so.
+MAX_CONSECUTIVE_FAILURES = 2 * SHARD_SIZE
 # Sentences go to a split by a hash of their text, so a dev or test sentence never
 # occurs in train, whatever the seed or the hours asked for.
 HELD_OUT_PERCENT = {"dev": 5, "test": 5}
@@ -61,6 +64,11 @@ class SynthOptions:
             raise ValueError("data.synth.noise_probability must be within [0, 1]")
         if not self.languages or not self.variants:
             raise ValueError("data.synth.languages and data.synth.variants must not be empty")
+        languages, variants = available_voices()
+        for name, given, valid in (("languages", self.languages, languages), ("variants", self.variants, variants)):
+            unknown = sorted(set(given) - valid, key=str)
+            if unknown:
+                raise ValueError(f"data.synth.{name}: espeak-ng has no {unknown}; valid: {sorted(valid)}")
         unknown = set(self.hours) - set(SPLITS)
         if unknown:
             raise ValueError(f"data.synth.hours: unknown splits {sorted(unknown)}; valid: {list(SPLITS)}")
@@ -175,6 +183,7 @@ def build_split(options: SynthOptions, split: str, output: Path, workers: int) -
     """
     target_s = options.hours.get(split, 0.0) * 3600
     skips = SkipLog()
+    consecutive_failures = 0
     seconds = 0.0
     meta = {"kind": "audio", "sample_rate": SAMPLE_RATE, "source": "synth"}
     with (
@@ -187,7 +196,11 @@ def build_split(options: SynthOptions, split: str, output: Path, workers: int) -
             plan: Plan = outcome.item
             if outcome.failure is not None:
                 skips.add(f"synthesis failed: {outcome.failure}", plan.id)
+                consecutive_failures += 1
+                if consecutive_failures == MAX_CONSECUTIVE_FAILURES:
+                    raise UserError(f"synthesis of {split} keeps failing, last: {outcome.failure}\n{skips.summary()}")
                 continue
+            consecutive_failures = 0
             source = {
                 "voice": plan.voice.name,
                 "words_per_minute": plan.voice.words_per_minute,
