@@ -1,21 +1,42 @@
-"""CTC's length rule: an utterance needs enough output frames for its label.
+"""Wav2Letter's layer geometry and CTC's length rule, shared by the model and the data screen.
 
 CTC emits one symbol per output frame and needs a blank between two equal letters, so
-a label of L letters with R adjacent repeats needs at least L + R output frames.
-Wav2Letter's conv0 (kernel 48, stride 2, padding 23) halves the input frame rate and
-every later conv keeps the length, so the model's output length follows from conv0.
+a label of L letters with R adjacent repeats needs at least L + R output frames. The
+output length follows from the convs' kernels, strides and paddings, which every model
+preset shares: only channel widths differ between presets.
 """
 
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
-CONV0_KERNEL, CONV0_STRIDE, CONV0_PADDING = 48, 2, 23
+
+class ConvGeometry(NamedTuple):
+    kernel: int
+    stride: int
+    padding: int
+
+
+# conv0 halves the frame rate; conv8 (even kernel 32, padding 16) adds one frame.
+LAYERS = (
+    ConvGeometry(48, 2, 23),
+    *[ConvGeometry(7, 1, 3)] * 7,
+    ConvGeometry(32, 1, 16),
+    ConvGeometry(1, 1, 0),
+    ConvGeometry(1, 1, 0),
+)
+
+
+def conv_output_length(length: int, geometry: ConvGeometry) -> int:
+    return max(0, (length + 2 * geometry.padding - geometry.kernel) // geometry.stride + 1)
 
 
 def output_frames(input_frames: int) -> int:
     """The model's output length for ``input_frames`` feature frames."""
-    return max(0, (input_frames + 2 * CONV0_PADDING - CONV0_KERNEL) // CONV0_STRIDE + 1)
+    for geometry in LAYERS:
+        input_frames = conv_output_length(input_frames, geometry)
+    return input_frames
 
 
 def min_output_frames(label: list[int]) -> int:

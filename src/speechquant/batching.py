@@ -1,0 +1,120 @@
+"""Turning utterance stores into padded training batches.
+
+Batches are built from length buckets (utterances of similar length together, so little
+compute goes to padding), hold at most ``batch_frames`` frames, and are shuffled per
+epoch from ``(seed, epoch)`` alone: a resumed run sees exactly the batches an
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from speechquant.store import Store
+from speechquant.text import tokenize
+
+
+@dataclass(frozen=True)
+class SpecAugmentOptions:
+    """Masks per utterance: frequency masks span mel bins, time masks span frames."""
+
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 40
+
+
+@dataclass
+class Batch:
+    features: torch.Tensor  # (batch, frames, n_mels), zero beyond each length
+    lengths: torch.Tensor  # (batch,) frames
+    targets: torch.Tensor  # (sum of label lengths,) concatenated token ids
+    target_lengths: torch.Tensor  # (batch,)
+    indices: list[int]  # positions in the store, for reporting
+
+
+def spec_augment(features: np.ndarray, options: SpecAugmentOptions, rng: np.random.Generator) -> np.ndarray:
+    """Replace random mel-bin bands and frame spans by the utterance's mean per bin.
+
+    Axis 0 is time (frames), axis 1 frequency (mel bins); the study's code had them
+    swapped. The mean, not zero, is the neutral value for un-normalized log-mel.
+    """
+    augmented = features.copy()
+    frames, bins = augmented.shape
+    mean = augmented.mean(axis=0, keepdims=True) if frames else np.zeros((1, bins), augmented.dtype)
+    for _ in range(options.freq_masks):
+        width = int(rng.integers(0, options.freq_width + 1))
+        start = int(rng.integers(0, max(1, bins - width + 1)))
+        augmented[:, start : start + width] = mean[:, start : start + width]
+    for _ in range(options.time_masks):
+        width = int(rng.integers(0, min(options.time_width, frames // 5) + 1))
+        start = int(rng.integers(0, max(1, frames - width + 1)))
+        augmented[start : start + width, :] = mean
+    return augmented
+
+
+class UtteranceSet:
+    """A feature store with its labels tokenized once; only scored utterances are kept."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.indices = [i for i, u in enumerate(store.utterances) if u.text is not None]
+        self.labels = [np.asarray(tokenize(store.utterances[i].text), dtype=np.int64) for i in self.indices]
+        self.frames = np.diff(store.offsets)[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def batches(self, batch_frames: int, seed: int, epoch: int, shuffle: bool, min_size: int = 1) -> list[list[int]]:
+        """Positions (into this set) grouped into length-bucketed batches.
+
+        With ``shuffle``, lengths get a small random jitter before sorting, so buckets
+        differ between epochs, and the batch order is shuffled too. A batch smaller than
+        ``min_size`` (the number of data-parallel processes) joins its neighbour, so that
+        every process gets at least one utterance.
+        """
+        rng = np.random.default_rng([seed, epoch])
+        keys = self.frames * (1.0 + (rng.uniform(-0.1, 0.1, len(self)) if shuffle else 0.0))
+        order = np.argsort(keys, kind="stable")
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0
+        for position in order:
+            frames = int(self.frames[position])
+            if current and max(longest, frames) * (len(current) + 1) > batch_frames:
+                batches.append(current)
+                current, longest = [], 0
+            current.append(int(position))
+            longest = max(longest, frames)
+        if current:
+            batches.append(current)
+        for index in range(len(batches) - 1, 0, -1):
+            if len(batches[index]) < min_size:
+                batches[index - 1].extend(batches.pop(index))
+        if shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        return batches
+
+    def collate(
+        self, positions: list[int], augment: SpecAugmentOptions | None = None, rng: np.random.Generator | None = None
+    ) -> Batch:
+        """Pad the chosen utterances into one batch (float32 features, int64 labels)."""
+        features = [np.asarray(self.store[self.indices[p]], dtype=np.float32) for p in positions]
+        if augment is not None:
+            assert rng is not None
+            features = [spec_augment(f, augment, rng) for f in features]
+        lengths = [len(f) for f in features]
+        padded = np.zeros((len(features), max(lengths), features[0].shape[1]), dtype=np.float32)
+        for row, f in enumerate(features):
+            padded[row, : len(f)] = f
+        labels = [self.labels[p] for p in positions]
+        return Batch(
+            features=torch.from_numpy(padded),
+            lengths=torch.tensor(lengths, dtype=torch.int64),
+            targets=torch.from_numpy(np.concatenate(labels)),
+            target_lengths=torch.tensor([len(label) for label in labels], dtype=torch.int64),
+            indices=[self.indices[p] for p in positions],
+        )

@@ -1,0 +1,143 @@
+"""The Wav2Letter CNN acoustic model: eleven 1-D convolutions over log-mel frames.
+
+Every preset shares the layer geometry in ``ctc.LAYERS``; presets differ in channel
+widths, batch norm and dropout. Layers are named ``conv0`` ... ``conv10`` here, in ONNX
+node names and in ``quant.exclude``.
+
+After every layer the frames beyond each utterance's own length are zeroed. A padded
+utterance in a batch then sees exactly the zeros it would see alone at its end, so
+outputs do not depend on batch size or on the other utterances in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from speechquant.ctc import LAYERS, ConvGeometry
+from speechquant.text import NUM_CLASSES
+
+N_LAYERS = len(LAYERS)
+NORMALIZATIONS = ("utterance", "global")
+LAYER_NAMES = tuple(f"conv{i}" for i in range(N_LAYERS))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the network's shape; stored in every checkpoint."""
+
+    n_mels: int = 40
+    hidden_channels: int = 250
+    wide_channels: int = 2000
+    batch_norm: bool = False
+    dropout: float = 0.2
+    normalization: str = "utterance"  # "utterance": per-utterance mean/variance per mel bin; "global"
+    num_classes: int = NUM_CLASSES
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization {self.normalization!r} is not one of {', '.join(NORMALIZATIONS)}")
+
+    def widths(self) -> list[int]:
+        """Input channels of conv0 followed by every layer's output channels."""
+        return [self.n_mels, *[self.hidden_channels] * 8, self.wide_channels, self.wide_channels, self.num_classes]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS = {
+    # Exactly the study's network: 23,618,535 parameters.
+    "paper": ModelConfig(hidden_channels=250, wide_channels=2000, batch_norm=False, dropout=0.2),
+    # The same shape, narrowed to train on 2 CPU cores in minutes; batch norm folds away at export.
+    "default": ModelConfig(hidden_channels=160, wide_channels=640, batch_norm=True, dropout=0.1),
+}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The ``model`` params: a preset, optionally with its widths or dropout overridden."""
+
+    preset: str = "default"
+    hidden_channels: int | None = None
+    wide_channels: int | None = None
+    dropout: float | None = None
+    normalization: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+
+    def config(self, n_mels: int = 40) -> ModelConfig:
+        base = PRESETS[self.preset]
+        overrides = {
+            key: value
+            for key, value in (
+                ("hidden_channels", self.hidden_channels),
+                ("wide_channels", self.wide_channels),
+                ("dropout", self.dropout),
+                ("normalization", self.normalization),
+            )
+            if value is not None
+        }
+        return ModelConfig(**{**base.as_dict(), **overrides, "n_mels": n_mels})
+
+
+def _layer_lengths(lengths: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
+    return torch.clamp((lengths + 2 * geometry.padding - geometry.kernel) // geometry.stride + 1, min=0)
+
+
+def output_lengths(input_lengths: torch.Tensor) -> torch.Tensor:
+    """Output frames per utterance, for a tensor of input frame counts."""
+    lengths = input_lengths
+    for geometry in LAYERS:
+        lengths = _layer_lengths(lengths, geometry)
+    return lengths
+
+
+class Wav2Letter(nn.Module):
+    """features (batch, frames, n_mels) and lengths (batch,) -> log-probs (batch, frames', classes)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        widths = config.widths()
+        for index, geometry in enumerate(LAYERS):
+            conv = nn.Conv1d(widths[index], widths[index + 1], geometry.kernel, geometry.stride, geometry.padding)
+            self.add_module(LAYER_NAMES[index], conv)
+            if config.batch_norm and index < N_LAYERS - 1:
+                self.add_module(f"norm{index}", nn.BatchNorm1d(widths[index + 1]))
+        self.dropout = nn.Dropout(config.dropout)
+        if config.normalization == "global":  # set from the training data by the trainer
+            self.register_buffer("input_mean", torch.zeros(config.n_mels))
+            self.register_buffer("input_std", torch.ones(config.n_mels))
+
+    def normalize(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Zero-mean, unit-variance log-mel per bin; padding stays zero."""
+        mask = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None])[..., None]
+        mask = mask.to(features.dtype)
+        if self.config.normalization == "global":
+            return (features - self.input_mean) / self.input_std * mask
+        count = lengths.clamp(min=1).to(features.dtype)[:, None, None]
+        mean = (features * mask).sum(dim=1, keepdim=True) / count
+        variance = ((features - mean) ** 2 * mask).sum(dim=1, keepdim=True) / count
+        return (features - mean) * torch.rsqrt(variance + 1e-5) * mask
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.normalize(features, lengths).transpose(1, 2)
+        for index, name in enumerate(LAYER_NAMES):
+            x = getattr(self, name)(x)
+            lengths = _layer_lengths(lengths, LAYERS[index])
+            if index < N_LAYERS - 1:
+                if self.config.batch_norm:
+                    x = getattr(self, f"norm{index}")(x)
+                x = self.dropout(torch.relu(x))
+            mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]
+            x = x * mask[:, None, :].to(x.dtype)
+        return torch.log_softmax(x.transpose(1, 2), dim=-1), lengths
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())

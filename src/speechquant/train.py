@@ -1,0 +1,393 @@
+"""Training Wav2Letter with CTC: length-bucketed batches, SpecAugment, AdamW, resume.
+
+The run is a pure function of its params and data: batches and augmentation come
+from generators seeded with ``(seed, epoch)`` and torch's generator is reseeded at every
+epoch, so a run resumed from an epoch checkpoint (after a crash or ``kill -9``) ends
+with the same weights as one that never stopped.
+
+Data parallel: under ``torchrun`` each process takes every ``world``-th utterance of
+each global batch; the loss is the sum over a process's utterances divided by the
+global batch size (times ``world``, which DDP's gradient averaging divides out), so the
+update equals a single process's on the same global batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from speechquant.batching import Batch, SpecAugmentOptions, UtteranceSet
+from speechquant.decode import greedy
+from speechquant.errors import UserError
+from speechquant.fileio import atomic_path
+from speechquant.metrics import error_rate
+from speechquant.model import ModelConfig, Wav2Letter
+from speechquant.store import Store
+from speechquant.text import BLANK_ID
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """The ``train`` params."""
+
+    seed: int = 0
+    epochs: int = 10
+    batch_frames: int = 20_000
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    grad_clip: float = 5.0
+    lr_patience: int = 1
+    lr_factor: float = 0.5
+    precision: str = "bf16"
+    device: str = "auto"
+    spec_augment: SpecAugmentOptions = field(default_factory=SpecAugmentOptions)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.spec_augment, dict):
+            object.__setattr__(self, "spec_augment", SpecAugmentOptions(**self.spec_augment))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
+        if self.epochs < 1 or self.batch_frames < 1:
+            raise ValueError("epochs and batch_frames must be positive")
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun job (rank 0 of 1 without one)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    dev_loss: float
+    dev_cer: float
+    learning_rate: float
+    skipped_batches: int
+    audio_seconds: float
+    train_seconds: float
+
+
+def load_checkpoint(path: Path, expected: ModelConfig | None = None) -> dict[str, Any]:
+    """A checkpoint dict, loaded without pickle; checks it fits ``expected`` if given."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} not found") from None
+    except Exception as error:
+        raise UserError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if expected is not None and checkpoint.get("config") != expected.as_dict():
+        raise UserError(
+            f"checkpoint {path} was trained with model {checkpoint.get('config')}, "
+            f"but the params ask for {expected.as_dict()}"
+        )
+    return checkpoint
+
+
+def load_model(path: Path) -> Wav2Letter:
+    """The model a checkpoint holds, in eval mode."""
+    checkpoint = load_checkpoint(path)
+    model = Wav2Letter(ModelConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    with atomic_path(path) as temporary:
+        torch.save(data, temporary)
+
+
+def fingerprint(options: TrainOptions, config: ModelConfig, stores: list[Store]) -> str:
+    """What a resumable state must match: the params and the data it was trained on."""
+    digest = hashlib.sha256(json.dumps([asdict(options), config.as_dict()], sort_keys=True, default=str).encode())
+    for store in stores:
+        digest.update(store.offsets.tobytes())
+        digest.update((store.path / "manifest.jsonl").read_bytes())
+        digest.update(str(store.data.shape).encode())
+    return digest.hexdigest()
+
+
+def choose_device(options: TrainOptions) -> torch.device:
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("train.device is cuda but no CUDA device is available")
+    if options.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def autocast(options: TrainOptions, device: torch.device):
+    """Mixed precision context: bf16 on CPU or CUDA, fp16 on CUDA only."""
+    if options.precision == "fp32":
+        return nullcontext()
+    if options.precision == "fp16" and device.type != "cuda":
+        raise UserError("train.precision fp16 needs CUDA; use bf16 on CPU")
+    dtype = torch.bfloat16 if options.precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def global_statistics(store: Store) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-bin mean and standard deviation over every training frame, in float64 sums."""
+    total = np.zeros(store.data.shape[1])
+    squares = np.zeros(store.data.shape[1])
+    for start in range(0, len(store.data), 1_000_000):
+        chunk = np.asarray(store.data[start : start + 1_000_000], dtype=np.float64)
+        total += chunk.sum(axis=0)
+        squares += (chunk**2).sum(axis=0)
+    mean = total / max(len(store.data), 1)
+    std = np.sqrt(np.maximum(squares / max(len(store.data), 1) - mean**2, 1e-10))
+    return torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
+
+
+def ctc_loss_sum(log_probs: torch.Tensor, lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Summed CTC loss; float32 whatever the autocast precision."""
+    return nn.functional.ctc_loss(
+        log_probs.float().transpose(0, 1),
+        batch.targets,
+        lengths,
+        batch.target_lengths,
+        blank=BLANK_ID,
+        reduction="sum",
+        zero_infinity=False,
+    )
+
+
+def _to(batch: Batch, device: torch.device) -> Batch:
+    return Batch(
+        batch.features.to(device),
+        batch.lengths.to(device),
+        batch.targets.to(device),
+        batch.target_lengths.to(device),
+        batch.indices,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: UtteranceSet, options: TrainOptions, device: torch.device) -> tuple[float, float]:
+    """Mean CTC loss per utterance and greedy CER over a whole split."""
+    model.eval()
+    loss_sum = 0.0
+    references, hypotheses = [], []
+    for positions in data.batches(options.batch_frames, options.seed, epoch=0, shuffle=False):
+        batch = _to(data.collate(positions), device)
+        with autocast(options, device):
+            log_probs, lengths = model(batch.features, batch.lengths)
+        loss_sum += float(ctc_loss_sum(log_probs, lengths, batch))
+        log_probs = log_probs.float().cpu().numpy()
+        for row, index in enumerate(batch.indices):
+            hypotheses.append(greedy(log_probs[row], int(lengths[row])))
+            references.append(data.store.utterances[index].text)
+    return loss_sum / max(len(data), 1), error_rate(references, hypotheses)
+
+
+class Trainer:
+    """One training run: model, optimizer, scheduler and the state needed to resume it."""
+
+    def __init__(self, config: ModelConfig, options: TrainOptions, train: UtteranceSet, dev: UtteranceSet):
+        self.config = config
+        self.options = options
+        self.train = train
+        self.dev = dev
+        self.distributed = Distributed(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+        self.device = choose_device(options)
+        torch.manual_seed(options.seed)
+        self.model = Wav2Letter(config).to(self.device)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="min", factor=options.lr_factor, patience=options.lr_patience
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=options.precision == "fp16")
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"dev_cer": math.inf, "epoch": -1}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.wrapped: nn.Module = self.model
+        if self.distributed.world > 1:
+            if self.device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.as_dict(),
+            "state_dict": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "history": self.history,
+            "best": self.best,
+            "best_state_dict": self.best_state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = state["history"]
+        self.best = state["best"]
+        self.best_state = state["best_state_dict"]
+
+    def _local_positions(self, positions: list[int]) -> list[int]:
+        return positions[self.distributed.rank :: self.distributed.world]
+
+    def train_epoch(self, epoch: int) -> EpochResult:
+        options, device, world = self.options, self.device, self.distributed.world
+        torch.manual_seed(options.seed * 100_003 + epoch)  # dropout masks depend on the epoch alone
+        augment_rng = np.random.default_rng([options.seed, epoch, self.distributed.rank, 1])
+        batches = self.train.batches(options.batch_frames, options.seed, epoch, shuffle=True, min_size=world)
+        self.wrapped.train()
+        loss_sum, utterances, skipped, audio_frames = 0.0, 0, 0, 0
+        started = time.perf_counter()
+        progress = tqdm(
+            batches, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, disable=not self.distributed.main
+        )
+        for positions in progress:
+            batch = _to(self.train.collate(self._local_positions(positions), options.spec_augment, augment_rng), device)
+            with autocast(options, device):
+                log_probs, lengths = self.wrapped(batch.features, batch.lengths)
+            loss = ctc_loss_sum(log_probs, lengths, batch)
+            if not self._all_finite(loss):
+                skipped += 1
+                self.optimizer.zero_grad(set_to_none=True)
+                continue
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss * world / len(positions)).backward()
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), options.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            loss_sum += float(loss.detach())
+            utterances += len(batch.indices)
+            audio_frames += int(batch.lengths.sum())
+            progress.set_postfix(loss=f"{float(loss.detach()) / max(len(batch.indices), 1):.3f}")
+        train_seconds = time.perf_counter() - started
+        dev_loss, dev_cer = evaluate(self.model, self.dev, options, device)
+        self.scheduler.step(dev_loss)
+        totals = self._sum_over_processes([loss_sum, utterances, audio_frames])
+        return EpochResult(
+            epoch=epoch + 1,
+            train_loss=totals[0] / max(totals[1], 1),
+            dev_loss=dev_loss,
+            dev_cer=dev_cer,
+            learning_rate=self.optimizer.param_groups[0]["lr"],
+            skipped_batches=skipped,
+            audio_seconds=totals[2] / 100.0,
+            train_seconds=train_seconds,
+        )
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Whether every process's loss is finite: a batch is skipped by all or by none."""
+        finite = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0])
+        if self.distributed.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def _sum_over_processes(self, values: list[float]) -> list[float]:
+        tensor = torch.tensor(values, dtype=torch.float64)
+        if self.distributed.world > 1:
+            dist.all_reduce(tensor)
+        return tensor.tolist()
+
+
+@contextmanager
+def process_group() -> Iterator[None]:
+    """Join the torchrun job if there is one: gloo on CPU, NCCL on CUDA."""
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        try:
+            yield
+        finally:
+            dist.destroy_process_group()
+    else:
+        yield
+
+
+def run(
+    config: ModelConfig,
+    options: TrainOptions,
+    train_store: Store,
+    dev_store: Store,
+    state_dir: Path,
+    on_epoch: Any = None,
+) -> Trainer:
+    """Train to ``options.epochs``, resuming from ``state_dir`` when it holds this run's state.
+
+    ``on_epoch(entry)`` is called on the main process for every epoch of the history,
+    restored ones first, so that loggers can rebuild their whole output after a resume.
+    """
+    train, dev = UtteranceSet(train_store), UtteranceSet(dev_store)
+    if len(train) == 0 or len(dev) == 0:
+        raise UserError("training needs transcribed utterances in both train and dev")
+    with process_group():
+        return _train(Trainer(config, options, train, dev), train_store, dev_store, state_dir, on_epoch)
+
+
+def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Path, on_epoch: Any) -> Trainer:
+    config, options = trainer.config, trainer.options
+    if config.normalization == "global":
+        mean, std = global_statistics(train_store)
+        trainer.model.input_mean.copy_(mean)
+        trainer.model.input_std.copy_(std)
+    state_path = state_dir / "last.pt"
+    key = fingerprint(options, config, [train_store, dev_store])
+    if state_path.exists():
+        state = torch.load(state_path, map_location=trainer.device, weights_only=True)
+        if state.get("fingerprint") == key:
+            trainer.restore(state)
+            if trainer.distributed.main:
+                print(f"resuming after epoch {len(trainer.history)} from {state_path}")
+    if trainer.distributed.main and on_epoch is not None:
+        for entry in trainer.history:
+            on_epoch(entry)
+    for epoch in range(len(trainer.history), options.epochs):
+        result = trainer.train_epoch(epoch)
+        entry = asdict(result)
+        trainer.history.append(entry)
+        if result.dev_cer < trainer.best["dev_cer"]:
+            trainer.best = {"dev_cer": result.dev_cer, "epoch": result.epoch}
+            trainer.best_state = {k: v.detach().clone().cpu() for k, v in trainer.model.state_dict().items()}
+        if trainer.distributed.main:
+            _save(state_path, {**trainer.state(), "fingerprint": key})
+            print(
+                f"epoch {result.epoch}: train loss {result.train_loss:.3f}, dev loss {result.dev_loss:.3f}, "
+                f"dev CER {result.dev_cer:.4f}, lr {result.learning_rate:.2e}, "
+                f"{result.audio_seconds / result.train_seconds:.0f} audio-s/s"
+            )
+            if on_epoch is not None:
+                on_epoch(entry)
+    return trainer
+
+
+def save_model(trainer: Trainer, path: Path) -> None:
+    """The best epoch's weights with the config that rebuilds them."""
+    _save(path, {"config": trainer.config.as_dict(), "state_dict": trainer.best_state, **trainer.best})
+
+
+def discard_state(state_dir: Path) -> None:
+    shutil.rmtree(state_dir, ignore_errors=True)

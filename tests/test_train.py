@@ -1,0 +1,109 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import REPO, write_feature_store
+
+from speechquant import train
+from speechquant.errors import UserError
+from speechquant.model import ModelConfig
+from speechquant.store import Store, StoreWriter, Utterance
+
+SCRIPT = REPO / "tests" / "train_script.py"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features")
+    write_feature_store(root / "train", 40, seed=0)
+    write_feature_store(root / "dev", 10, seed=1)
+    return root
+
+
+def run_script(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, check=False)
+
+
+def test_training_learns_and_saves_a_checkpoint_that_loads_without_pickle(data, tmp_path):
+    config = ModelConfig(hidden_channels=32, wide_channels=64, batch_norm=True, dropout=0.0)
+    options = train.TrainOptions(
+        seed=0, epochs=4, batch_frames=1500, learning_rate=3e-3, precision="fp32", device="cpu"
+    )
+    trainer = train.run(config, options, Store(data / "train"), Store(data / "dev"), tmp_path / "state")
+    losses = [entry["train_loss"] for entry in trainer.history]
+    assert losses[-1] < losses[0] * 0.8
+    train.save_model(trainer, tmp_path / "model.pt")
+    checkpoint = train.load_checkpoint(tmp_path / "model.pt", expected=config)
+    assert checkpoint["epoch"] == trainer.best["epoch"]
+    model = train.load_model(tmp_path / "model.pt")
+    assert not model.training and model.config == config
+
+
+def test_a_checkpoint_for_other_params_is_one_clear_error(data, tmp_path):
+    config = ModelConfig(hidden_channels=16, wide_channels=32)
+    trainer = train.run(
+        config,
+        train.TrainOptions(epochs=1, precision="fp32"),
+        Store(data / "train"),
+        Store(data / "dev"),
+        tmp_path / "s",
+    )
+    train.save_model(trainer, tmp_path / "model.pt")
+    other = ModelConfig(hidden_channels=250, wide_channels=2000)
+    with pytest.raises(
+        UserError, match=r"trained with model .*'hidden_channels': 16.* params ask for .*'hidden_channels': 250"
+    ):
+        train.load_checkpoint(tmp_path / "model.pt", expected=other)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        train.load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):
+    store = Store(data / "train")
+    with StoreWriter(tmp_path / "train", np.float16, (40,), {"kind": "log_mel"}) as writer:
+        for utterance, rows in store:
+            writer.append(Utterance(utterance.id, utterance.text, 0), rows)
+        poisoned = np.full((80, 40), np.inf, dtype=np.float16)
+        writer.append(Utterance("poisoned", "bad", 0), poisoned)
+    options = train.TrainOptions(epochs=1, batch_frames=300, precision="fp32")
+    trainer = train.run(ModelConfig(hidden_channels=16, wide_channels=32), options, Store(tmp_path / "train"), Store(data / "dev"), tmp_path / "s")
+    assert trainer.history[0]["skipped_batches"] == 1
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_result(data, tmp_path):
+    killed = run_script(data, tmp_path / "state", tmp_path / "unused.pt", "kill")
+    assert killed.returncode == -9
+    assert (tmp_path / "state" / "last.pt").exists()
+    resumed = run_script(data, tmp_path / "state", tmp_path / "resumed.pt")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 1" in resumed.stdout
+    straight = run_script(data, tmp_path / "fresh_state", tmp_path / "straight.pt")
+    assert straight.returncode == 0, straight.stderr
+    a = torch.load(tmp_path / "resumed.pt", weights_only=True)
+    b = torch.load(tmp_path / "straight.pt", weights_only=True)
+    for name, tensor in b["state_dict"].items():
+        torch.testing.assert_close(a["state_dict"][name], tensor, atol=1e-5, rtol=1e-4)
+    assert [e["dev_cer"] for e in a["history"]] == pytest.approx([e["dev_cer"] for e in b["history"]], abs=1e-6)
+
+
+def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, tmp_path):
+    single = run_script(data, tmp_path / "s1", tmp_path / "single.pt", "no-augment")
+    assert single.returncode == 0, single.stderr
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(SCRIPT)]
+    result = subprocess.run(
+        [*command, str(data), str(tmp_path / "s2"), str(tmp_path / "ddp.pt"), "no-augment"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    a = torch.load(tmp_path / "single.pt", weights_only=True)
+    b = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    for name, tensor in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][name], tensor, atol=1e-4, rtol=1e-3)
+    assert [e["train_loss"] for e in b["history"]] == pytest.approx([e["train_loss"] for e in a["history"]], rel=1e-4)
