@@ -10,6 +10,15 @@ def default_params() -> dict:
 
 
 @pytest.fixture
+def tiny_params(default_params, tiny_synth) -> dict:
+    """The whole params file shrunk so that a full `dvc repro` takes seconds."""
+    default_params["data"]["synth"] = tiny_synth
+    default_params["model"].update(hidden_channels=16, wide_channels=32)
+    default_params["train"].update(epochs=2, precision="fp32")
+    return default_params
+
+
+@pytest.fixture
 def tiny_synth(default_params) -> dict:
     """The default synth params with a few seconds of audio per split."""
     synth = default_params["data"]["synth"]

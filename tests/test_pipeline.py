@@ -26,13 +26,15 @@ def dvc(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def project(tmp_path, default_params, tiny_synth) -> Path:
+def project(tmp_path, tiny_params) -> Path:
     copy_project(tmp_path)
-    default_params["data"]["synth"] = tiny_synth
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_params, sort_keys=False))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params, sort_keys=False))
     for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
         assert run(command, tmp_path).returncode == 0
     dvc(tmp_path, "config", "core.analytics", "false")
+    commit = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "project"]
+    for command in (["git", "add", "-A"], commit):
+        assert run(command, tmp_path).returncode == 0
     return tmp_path
 
 
@@ -45,14 +47,24 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     assert metrics["dev"]["hours"] > 0
     assert (project / "plots" / "data" / "utterance_frames.csv").read_text().startswith("frames,train,dev,test")
 
+    train_metrics = json.loads((project / "metrics" / "train.json").read_text())
+    assert train_metrics["epochs"] == 2 and train_metrics["best_dev_cer"] >= 0.0
+    assert (project / "models" / "model.pt").exists() and not (project / "models" / "train_state").exists()
+    assert len((project / "dvclive" / "plots" / "metrics" / "dev" / "cer.tsv").read_text().splitlines()) == 3
+
     assert "Data and pipelines are up to date" in dvc(project, "status")
 
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["features"]["dtype"] = "float32"
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rerun = dvc(project, "repro")
+    assert "Running stage 'features'" in rerun and "Running stage 'train'" in rerun
+    assert "Running stage 'corpus'" not in rerun
+
+    params["train"]["learning_rate"] = 0.01
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     dry_run = dvc(project, "repro", "--dry")
-    assert "Running stage 'features'" in dry_run
-    assert "Running stage 'corpus'" not in dry_run
+    assert "Running stage 'train'" in dry_run and "Running stage 'features'" not in dry_run
 
 
 def test_bad_params_give_one_clear_line_not_a_traceback(project):

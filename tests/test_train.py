@@ -69,7 +69,13 @@ def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):
         poisoned = np.full((80, 40), np.inf, dtype=np.float16)
         writer.append(Utterance("poisoned", "bad", 0), poisoned)
     options = train.TrainOptions(epochs=1, batch_frames=300, precision="fp32")
-    trainer = train.run(ModelConfig(hidden_channels=16, wide_channels=32), options, Store(tmp_path / "train"), Store(data / "dev"), tmp_path / "s")
+    trainer = train.run(
+        ModelConfig(hidden_channels=16, wide_channels=32),
+        options,
+        Store(tmp_path / "train"),
+        Store(data / "dev"),
+        tmp_path / "s",
+    )
     assert trainer.history[0]["skipped_batches"] == 1
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
