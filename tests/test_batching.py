@@ -41,11 +41,6 @@ def test_batches_hold_every_utterance_once_within_the_frame_budget(tmp_path):
     assert batches != data.batches(4000, seed=0, epoch=4, shuffle=True)
 
 
-def test_small_batches_join_a_neighbour_so_each_process_gets_one(tmp_path):
-    data = make_set(tmp_path, [100, 100, 100, 3000, 3000])
-    assert min(len(b) for b in data.batches(3000, seed=0, epoch=0, shuffle=False, min_size=2)) >= 2
-
-
 def test_collate_pads_with_zeros_and_concatenates_labels(tmp_path):
     data = make_set(tmp_path, [5, 9])
     batch = data.collate([0, 1])

@@ -29,7 +29,7 @@ def main() -> None:
         original = train.Trainer._local_positions
         calls = []
 
-        def kill_mid_second_epoch(self, positions):
+        def kill_mid_second_epoch(self, positions):  # called once per batch
             if len(self.history) == 1:
                 calls.append(1)
                 if len(calls) == 3:

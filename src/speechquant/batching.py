@@ -68,13 +68,11 @@ class UtteranceSet:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def batches(self, batch_frames: int, seed: int, epoch: int, shuffle: bool, min_size: int = 1) -> list[list[int]]:
+    def batches(self, batch_frames: int, seed: int, epoch: int, shuffle: bool) -> list[list[int]]:
         """Positions (into this set) grouped into length-bucketed batches.
 
         With ``shuffle``, lengths get a small random jitter before sorting, so buckets
-        differ between epochs, and the batch order is shuffled too. A batch smaller than
-        ``min_size`` (the number of data-parallel processes) joins its neighbour, so that
-        every process gets at least one utterance.
+        differ between epochs, and the batch order is shuffled too.
         """
         rng = np.random.default_rng([seed, epoch])
         keys = self.frames * (1.0 + (rng.uniform(-0.1, 0.1, len(self)) if shuffle else 0.0))
@@ -91,9 +89,6 @@ class UtteranceSet:
             longest = max(longest, frames)
         if current:
             batches.append(current)
-        for index in range(len(batches) - 1, 0, -1):
-            if len(batches[index]) < min_size:
-                batches[index - 1].extend(batches.pop(index))
         if shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches

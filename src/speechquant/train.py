@@ -253,14 +253,21 @@ class Trainer:
         self.best = state["best"]
         self.best_state = state["best_state_dict"]
 
-    def _local_positions(self, positions: list[int]) -> list[int]:
-        return positions[self.distributed.rank :: self.distributed.world]
+    def _local_positions(self, positions: list[int]) -> tuple[list[int], float]:
+        """This process's share of a global batch, and the weight of its loss.
+
+        Batches never depend on the number of processes. When a batch has fewer
+        utterances than processes, the ones left without run an utterance at weight 0,
+        so that DDP's gradient all-reduce still meets every process.
+        """
+        local = positions[self.distributed.rank :: self.distributed.world]
+        return (local, 1.0) if local else (positions[:1], 0.0)
 
     def train_epoch(self, epoch: int) -> EpochResult:
         options, device, world = self.options, self.device, self.distributed.world
         torch.manual_seed(options.seed * 100_003 + epoch)  # dropout masks depend on the epoch alone
         augment_rng = np.random.default_rng([options.seed, epoch, self.distributed.rank, 1])
-        batches = self.train.batches(options.batch_frames, options.seed, epoch, shuffle=True, min_size=world)
+        batches = self.train.batches(options.batch_frames, options.seed, epoch, shuffle=True)
         self.wrapped.train()
         loss_sum, utterances, skipped, audio_frames = 0.0, 0, 0, 0
         started = time.perf_counter()
@@ -268,10 +275,11 @@ class Trainer:
             batches, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, disable=not self.distributed.main
         )
         for positions in progress:
-            batch = _to(self.train.collate(self._local_positions(positions), options.spec_augment, augment_rng), device)
+            local, weight = self._local_positions(positions)
+            batch = _to(self.train.collate(local, options.spec_augment, augment_rng), device)
             with autocast(options, device):
                 log_probs, lengths = self.wrapped(batch.features, batch.lengths)
-            loss = ctc_loss_sum(log_probs, lengths, batch)
+            loss = ctc_loss_sum(log_probs, lengths, batch) * weight
             if not self._all_finite(loss):
                 skipped += 1
                 self.optimizer.zero_grad(set_to_none=True)
@@ -283,8 +291,8 @@ class Trainer:
             self.scaler.step(self.optimizer)
             self.scaler.update()
             loss_sum += float(loss.detach())
-            utterances += len(batch.indices)
-            audio_frames += int(batch.lengths.sum())
+            utterances += len(batch.indices) if weight else 0
+            audio_frames += int(batch.lengths.sum()) if weight else 0
             progress.set_postfix(loss=f"{float(loss.detach()) / max(len(batch.indices), 1):.3f}")
         train_seconds = time.perf_counter() - started
         dev_loss, dev_cer = evaluate(self.model, self.dev, options, device)
