@@ -1,5 +1,6 @@
 import pytest
 import yaml
+
 from helpers import REPO
 
 

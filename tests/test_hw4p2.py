@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import REPO
 
+from helpers import REPO
 from speechquant.corpus import build_corpus, hw4p2
 from speechquant.errors import UserError
 from speechquant.features import NON_FINITE, TOO_SHORT, FeatureOptions, build_split

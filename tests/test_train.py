@@ -4,8 +4,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, write_feature_store
 
+from helpers import REPO, write_feature_store
 from speechquant import train
 from speechquant.errors import UserError
 from speechquant.model import ModelConfig
