@@ -1,0 +1,99 @@
+"""PyTorch checkpoint to ONNX: batch norm folded into the convs, dropout gone.
+
+Conv nodes are renamed ``conv0`` ... ``conv10`` after their weights, whatever names the
+exporter gave them, so that ``quant.exclude`` and every report speak of the same layers.
+The graph takes ``features`` (batch, frames, n_mels) and ``lengths`` (batch,) and returns
+``log_probs`` (batch, frames', classes) and ``output_lengths``, with dynamic batch and
+time axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from speechquant.errors import UserError
+from speechquant.fileio import atomic_path
+from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter
+
+OPSET = 17
+INPUTS = ("features", "lengths")
+OUTPUTS = ("log_probs", "output_lengths")
+
+
+def fold_batch_norm(model: Wav2Letter) -> Wav2Letter:
+    """An equivalent eval-mode model without batch norm: each norm scaled into its conv."""
+    config = dataclasses.replace(model.config, batch_norm=False, dropout=0.0)
+    folded = Wav2Letter(config).eval()
+    state = {key: value for key, value in model.state_dict().items() if key.startswith("input_")}
+    for index in range(N_LAYERS):
+        conv = getattr(model, f"conv{index}")
+        weight, bias = conv.weight.detach().double(), conv.bias.detach().double()
+        if model.config.batch_norm and index < N_LAYERS - 1:
+            norm = getattr(model, f"norm{index}")
+            scale = norm.weight.double() / torch.sqrt(norm.running_var.double() + norm.eps)
+            weight = weight * scale[:, None, None]
+            bias = (bias - norm.running_mean.double()) * scale + norm.bias.double()
+        state[f"conv{index}.weight"] = weight.float()
+        state[f"conv{index}.bias"] = bias.float()
+    folded.load_state_dict(state)
+    return folded
+
+
+def name_conv_nodes(graph: onnx.GraphProto) -> None:
+    """Rename every Conv node after the layer its weight belongs to (``conv3.weight`` -> conv3)."""
+    found = []
+    for node in graph.node:
+        if node.op_type == "Conv":
+            layer = node.input[1].split(".")[0]
+            if layer not in LAYER_NAMES:
+                raise RuntimeError(f"Conv node {node.name} has weight {node.input[1]}, not a known layer")
+            node.name = layer
+            found.append(layer)
+    if sorted(found) != sorted(LAYER_NAMES):
+        raise RuntimeError(f"exported graph has convs {found}, expected {list(LAYER_NAMES)}")
+
+
+def export(model: Wav2Letter, path: Path) -> onnx.ModelProto:
+    """Write the ONNX model to ``path`` (atomically) and return it, checked."""
+    folded = fold_batch_norm(model)
+    example = (torch.zeros(2, 300, model.config.n_mels), torch.tensor([300, 200]))
+    dynamic = {
+        "features": {0: "batch", 1: "frames"},
+        "lengths": {0: "batch"},
+        "log_probs": {0: "batch", 1: "output_frames"},
+        "output_lengths": {0: "batch"},
+    }
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            folded,
+            example,
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=True,
+            verbose=False,
+        )
+        proto = program.model_proto
+        name_conv_nodes(proto.graph)
+        onnx.checker.check_model(proto, full_check=True)
+        onnx.save(proto, temporary)
+    return proto
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """An ONNX model from disk, or one clear error if it is missing or corrupt."""
+    if not Path(path).is_file():
+        raise UserError(f"model {path} not found: run the export stage first (dvc repro export)")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as error:
+        raise UserError(f"{path} is not a valid ONNX model ({type(error).__name__}: {str(error)[:200]})") from None
+    return model

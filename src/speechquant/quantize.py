@@ -1,0 +1,269 @@
+"""Quantized variants of the exported model, and the guards that check what they run.
+
+Variants (``quant.variants``):
+
+- ``fp32``: the export as it is; ``fp16``: fp16 weights and compute, float32 inputs/outputs.
+- ``dynamic_int8``: the study's int8 — ONNX Runtime dynamic quantization of every conv
+  with uint8 weights (ConvInteger); ``dynamic_int8_s8``: the same with ORT's default
+  int8 weights; ``dynamic_semi_int8``: the study's semi-int8, conv0 kept in float.
+- ``static_int8``: static QDQ, per-channel int8 weights and uint8 activations, ranges
+  calibrated on training utterances, one utterance at a time (no padding enters a
+  range); ``static_semi_int8``: the same with conv0 in float.
+
+Every int8 variant also keeps the layers in ``quant.exclude`` in float.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from speechquant.errors import UserError
+from speechquant.export import load_onnx
+from speechquant.fileio import atomic_path
+from speechquant.model import LAYER_NAMES
+from speechquant.store import Store
+
+CALIBRATION_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a variant is made: ``kind`` is float, fp16, dynamic or static."""
+
+    kind: str
+    weight_type: QuantType | None = None
+    keep_float: tuple[str, ...] = ()
+
+
+VARIANTS = {
+    "fp32": Recipe("float"),
+    "fp16": Recipe("fp16"),
+    "dynamic_int8": Recipe("dynamic", QuantType.QUInt8),
+    "dynamic_int8_s8": Recipe("dynamic", QuantType.QInt8),
+    "dynamic_semi_int8": Recipe("dynamic", QuantType.QUInt8, ("conv0",)),
+    "static_int8": Recipe("static", QuantType.QInt8),
+    "static_semi_int8": Recipe("static", QuantType.QInt8, ("conv0",)),
+}
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """The ``quant.calibration`` params."""
+
+    method: str = "minmax"
+    utterances: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in CALIBRATION_METHODS:
+            raise ValueError(f"method {self.method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+        if self.utterances < 1:
+            raise ValueError("utterances must be at least 1")
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """The ``quant`` params."""
+
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    exclude: tuple[str, ...] = ()
+    calibration: CalibrationOptions = CalibrationOptions()
+    check_utterances: int = 20
+
+    def __post_init__(self) -> None:
+        if isinstance(self.calibration, dict):
+            object.__setattr__(self, "calibration", CalibrationOptions(**self.calibration))
+        unknown_variants = [v for v in self.variants if v not in VARIANTS]
+        if unknown_variants:
+            raise ValueError(f"unknown variants {unknown_variants}; valid: {', '.join(VARIANTS)}")
+        unknown_layers = [name for name in self.exclude if name not in LAYER_NAMES]
+        if unknown_layers:
+            raise ValueError(f"exclude names unknown layers {unknown_layers}; valid: {', '.join(LAYER_NAMES)}")
+
+
+def recipe_for(variant: str) -> Recipe:
+    if variant not in VARIANTS:
+        raise UserError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def utterance_inputs(store: Store, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    """``count`` utterances of a store chosen with ``seed``, each as a batch of one."""
+    chosen = np.random.default_rng(seed).choice(len(store), size=min(count, len(store)), replace=False)
+    return [
+        {
+            "features": np.asarray(store[int(i)], dtype=np.float32)[None],
+            "lengths": np.array([len(store[int(i)])], dtype=np.int64),
+        }
+        for i in sorted(chosen)
+    ]
+
+
+class _Calibration(CalibrationDataReader):
+    def __init__(self, inputs: list[dict[str, np.ndarray]]):
+        self._inputs: Iterator[dict[str, np.ndarray]] = iter(inputs)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._inputs, None)
+
+
+def quantize(
+    variant: str,
+    source: Path,
+    output: Path,
+    options: QuantOptions,
+    calibration_store: Store | None = None,
+) -> list[str]:
+    """Write ``variant`` of the model at ``source`` to ``output``; returns the layers kept in float."""
+    recipe = recipe_for(variant)
+    load_onnx(source)  # one clear error for a missing or corrupt model
+    keep_float = sorted(set(recipe.keep_float) | set(options.exclude), key=LAYER_NAMES.index)
+    if recipe.kind in ("float", "fp16"):
+        keep_float = list(LAYER_NAMES)
+    to_quantize = [name for name in LAYER_NAMES if name not in keep_float]
+    with atomic_path(output) as temporary:
+        if recipe.kind == "float":
+            shutil.copyfile(source, temporary)
+        elif recipe.kind == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), temporary)
+        elif not to_quantize:
+            raise UserError(f"{variant}: quant.exclude keeps every layer in float; nothing is left to quantize")
+        elif recipe.kind == "dynamic":
+            quantize_dynamic(
+                source,
+                temporary,
+                op_types_to_quantize=["Conv"],
+                nodes_to_quantize=to_quantize,
+                weight_type=recipe.weight_type,
+            )
+        else:
+            if calibration_store is None:
+                raise UserError(f"{variant} needs calibration utterances")
+            calibration = options.calibration
+            inputs = utterance_inputs(calibration_store, calibration.utterances, calibration.seed)
+            quantize_static(
+                source,
+                temporary,
+                _Calibration(inputs),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                nodes_to_quantize=to_quantize,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=recipe.weight_type,
+                calibrate_method=CALIBRATION_METHODS[calibration.method],
+            )
+    return keep_float
+
+
+INT8_KERNELS = ("QLinearConv", "ConvInteger")
+FLOAT_BEHIND_DEQUANTIZE = "Conv behind DequantizeLinear"
+
+
+def session(path: Path, optimized_path: Path | None = None, threads: int = 1) -> ort.InferenceSession:
+    """A CPU session; ``optimized_path`` receives the graph ONNX Runtime will actually run."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise UserError(f"ONNX Runtime cannot load {path}: {str(error)[:300]}") from None
+
+
+def conv_kernels(path: Path) -> dict[str, str]:
+    """The kernel each layer runs after ONNX Runtime's optimizations, by layer name.
+
+    Read from the optimized graph, not the file on disk: a QDQ model whose quantization
+    ORT could not fuse runs a float ``Conv`` behind ``DequantizeLinear``, not int8.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        optimized = Path(scratch) / "optimized.onnx"
+        session(path, optimized)
+        graph = onnx.load(str(optimized)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    kernels = {}
+    for node in graph.node:
+        if "Conv" not in node.op_type:
+            continue
+        layer = node.name.split("_")[0]
+        if node.op_type in INT8_KERNELS:
+            kernels[layer] = node.op_type
+        elif node.input[1] in producers and producers[node.input[1]].op_type == "DequantizeLinear":
+            kernels[layer] = FLOAT_BEHIND_DEQUANTIZE
+        else:
+            kernels[layer] = "Conv"
+    return {layer: kernels[layer] for layer in LAYER_NAMES if layer in kernels}
+
+
+def check_kernels(variant: str, kernels: dict[str, str], keep_float: list[str]) -> None:
+    """Fail when an int8 variant does not run exactly its quantized layers with int8 kernels."""
+    if sorted(kernels) != sorted(LAYER_NAMES):
+        raise UserError(f"{variant}: optimized graph has conv layers {sorted(kernels)}, expected all of conv0..conv10")
+    if recipe_for(variant).kind not in ("dynamic", "static"):
+        return
+    int8 = [layer for layer, kernel in kernels.items() if kernel in INT8_KERNELS]
+    if not int8:
+        raise UserError(f"{variant} is named int8 but runs every conv in float: {kernels}")
+    floating = [layer for layer in LAYER_NAMES if kernels[layer] not in INT8_KERNELS]
+    if floating != keep_float:
+        raise UserError(f"{variant}: layers {floating} run in float, but only {keep_float} should: {kernels}")
+
+
+def max_logprob_difference(reference: Path, variant: Path, inputs: list[dict[str, np.ndarray]]) -> float:
+    """Largest absolute log-probability difference between two models over the given inputs."""
+    first, second = session(reference), session(variant)
+    return max(
+        float(np.abs(first.run(["log_probs"], feed)[0] - second.run(["log_probs"], feed)[0]).max()) for feed in inputs
+    )
+
+
+def size_mb(path: Path) -> float:
+    return Path(path).stat().st_size / 1e6
+
+
+def report(
+    variant: str, path: Path, reference: Path, keep_float: list[str], check_inputs: list[dict]
+) -> dict[str, Any]:
+    """The guards and numbers of ``metrics/quantize/<variant>.json``."""
+    kernels = conv_kernels(path)
+    check_kernels(variant, kernels, keep_float)
+    recipe = recipe_for(variant)
+    return {
+        "variant": variant,
+        "size_mb": round(size_mb(path), 3),
+        "size_vs_fp32": round(size_mb(path) / size_mb(reference), 4),
+        "smaller_than_fp32": round(size_mb(reference) / size_mb(path), 3),
+        "weight_type": recipe.weight_type.name if recipe.weight_type is not None else recipe.kind,
+        "conv_kernels": dict(Counter(kernels.values())),
+        "float_layers": [layer for layer in LAYER_NAMES if kernels[layer] not in INT8_KERNELS],
+        "max_abs_logprob_diff_vs_fp32": round(max_logprob_difference(reference, path, check_inputs), 6),
+        "check_utterances": len(check_inputs),
+        "session_loads": True,
+    }

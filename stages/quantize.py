@@ -1,0 +1,35 @@
+"""DVC stage `quantize@<variant>`: one quantized variant of the exported model, with its guards."""
+
+import argparse
+from pathlib import Path
+
+from speechquant.errors import exit_on_user_error
+from speechquant.fileio import write_json
+from speechquant.params import build, load_params, section
+from speechquant.quantize import QuantOptions, quantize, report, utterance_inputs
+from speechquant.store import Store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variant")
+    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--output-dir", type=Path, default=Path("models/quantized"))
+    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics/quantize"))
+    args = parser.parse_args()
+    options = build(QuantOptions, section(load_params(), "quant"), "quant")
+    output = args.output_dir / f"{args.variant}.onnx"
+    keep_float = quantize(args.variant, args.model, output, options, Store(args.features / "train"))
+    check_inputs = utterance_inputs(Store(args.features / "dev"), options.check_utterances, seed=0)
+    metrics = report(args.variant, output, args.model, keep_float, check_inputs)
+    write_json(args.metrics_dir / f"{args.variant}.json", metrics)
+    print(
+        f"{args.variant}: {metrics['size_mb']} MB ({metrics['smaller_than_fp32']}x smaller), "
+        f"kernels {metrics['conv_kernels']}, float layers {metrics['float_layers']}, "
+        f"max |log-prob diff| vs fp32 {metrics['max_abs_logprob_diff_vs_fp32']}"
+    )
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
