@@ -12,7 +12,14 @@ import yaml
 from helpers import REPO, copy_project
 from speechquant.store import Store
 
-ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+ENV = {
+    **os.environ,
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.com",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.com",
+}
 
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -47,6 +54,9 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     assert metrics["dev"]["hours"] > 0
     assert (project / "plots" / "data" / "utterance_frames.csv").read_text().startswith("frames,train,dev,test")
 
+    quantized = json.loads((project / "metrics" / "quantize" / "static_int8.json").read_text())
+    assert quantized["conv_kernels"] == {"QLinearConv": 11}
+    assert (project / "models" / "quantized" / "dynamic_semi_int8.onnx").exists()
     train_metrics = json.loads((project / "metrics" / "train.json").read_text())
     assert train_metrics["epochs"] == 2 and train_metrics["best_dev_cer"] >= 0.0
     assert (project / "models" / "model.pt").exists() and not (project / "models" / "train_state").exists()
@@ -81,3 +91,12 @@ def test_bad_params_give_one_clear_line_not_a_traceback(project):
     result = run([sys.executable, str(REPO / "stages" / "corpus.py")], project)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "pitch_range" in result.stderr
+
+
+def test_excluding_a_layer_reruns_only_the_quantize_stages(project):
+    dvc(project, "repro")
+    experiment = dvc(project, "exp", "run", "-S", "quant.exclude=[conv0]")
+    assert "Running stage 'quantize@static_int8'" in experiment
+    assert not any(f"Running stage '{stage}'" in experiment for stage in ("corpus", "features", "train", "export"))
+    assert json.loads((project / "metrics" / "quantize" / "static_int8.json").read_text())["float_layers"] == ["conv0"]
+    assert "metrics/quantize/static_int8.json" in dvc(project, "metrics", "diff")

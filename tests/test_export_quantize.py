@@ -1,0 +1,150 @@
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from speechquant.corpus import synth
+from speechquant.errors import UserError
+from speechquant.export import export, load_onnx
+from speechquant.features import FeatureOptions, build_split
+from speechquant.model import LAYER_NAMES, PRESETS, Wav2Letter
+from speechquant.params import build
+from speechquant.quantize import (
+    VARIANTS,
+    CalibrationOptions,
+    QuantOptions,
+    check_kernels,
+    conv_kernels,
+    quantize,
+    report,
+    session,
+    utterance_inputs,
+)
+from speechquant.store import Store
+
+
+@pytest.fixture(scope="module")
+def features(tmp_path_factory, request) -> Store:
+    """Real log-mel features of a few synthesized utterances."""
+    import yaml
+
+    from helpers import REPO
+
+    root = tmp_path_factory.mktemp("export")
+    options = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["synth"]
+    options["hours"] = {"dev": 0.01}
+    synth.build_split(build(synth.SynthOptions, options, "s"), "dev", root / "audio", workers=2)
+    build_split(root / "audio", root / "features", FeatureOptions())
+    return Store(root / "features")
+
+
+@pytest.fixture(scope="module")
+def trained_like_model() -> Wav2Letter:
+    """The default preset with batch-norm statistics far from identity, so folding matters."""
+    torch.manual_seed(0)
+    model = Wav2Letter(PRESETS["default"])
+    for index in range(10):
+        norm = getattr(model, f"norm{index}")
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, trained_like_model):
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export(trained_like_model, path)
+    return path
+
+
+def padded(store: Store, indices: list[int], frames: int) -> dict[str, np.ndarray]:
+    rows = [np.asarray(store[i], dtype=np.float32)[:frames] for i in indices]
+    features = np.zeros((len(rows), max(len(r) for r in rows), 40), dtype=np.float32)
+    for row, r in enumerate(rows):
+        features[row, : len(r)] = r
+    return {"features": features, "lengths": np.array([len(r) for r in rows], dtype=np.int64)}
+
+
+@pytest.mark.parametrize(("batch", "frames"), [(1, 150), (1, 400), (4, 150), (4, 400)])
+def test_onnx_matches_pytorch_within_1e_4(exported, trained_like_model, features, batch, frames):
+    feed = padded(features, list(range(batch)), frames)
+    onnx_log_probs, onnx_lengths = session(exported).run(None, feed)
+    with torch.no_grad():
+        torch_log_probs, torch_lengths = trained_like_model(
+            torch.from_numpy(feed["features"]), torch.from_numpy(feed["lengths"])
+        )
+    assert np.abs(onnx_log_probs - torch_log_probs.numpy()).max() <= 1e-4
+    assert onnx_lengths.tolist() == torch_lengths.tolist()
+
+
+def test_export_is_checked_folded_and_names_its_convs(exported):
+    model = onnx.load(str(exported))
+    onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version >= 17
+    ops = [node.op_type for node in model.graph.node]
+    assert "BatchNormalization" not in ops and "Dropout" not in ops
+    assert [node.name for node in model.graph.node if node.op_type == "Conv"] == list(LAYER_NAMES)
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[:2] == ["batch", "frames"] and dims[2] == 40
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tmp_path, variant):
+    options = QuantOptions(calibration=CalibrationOptions(utterances=4))
+    output = tmp_path / f"{variant}.onnx"
+    keep_float = quantize(variant, exported, output, options, features)
+    metrics = report(variant, output, exported, keep_float, utterance_inputs(features, 2, seed=0))
+    kernels = metrics["conv_kernels"]
+    if variant.startswith("static"):
+        assert kernels.get("QLinearConv") == 11 - len(keep_float)
+    elif variant.startswith("dynamic"):
+        assert kernels.get("ConvInteger") == 11 - len(keep_float)
+    else:
+        assert kernels == {"Conv": 11}
+    assert metrics["float_layers"] == (["conv0"] if "semi" in variant else []) or variant in ("fp32", "fp16")
+    if variant == "static_int8":
+        assert metrics["smaller_than_fp32"] >= 3.9
+    if variant == "fp16":
+        assert 1.9 <= metrics["smaller_than_fp32"] <= 2.1 and metrics["max_abs_logprob_diff_vs_fp32"] < 0.5
+
+
+def test_excluded_layers_stay_float_in_every_int8_variant(exported, features, tmp_path):
+    options = QuantOptions(exclude=("conv0", "conv9"), calibration=CalibrationOptions(utterances=2))
+    for variant in ("dynamic_int8", "static_int8"):
+        keep_float = quantize(variant, exported, tmp_path / f"{variant}.onnx", options, features)
+        assert keep_float == ["conv0", "conv9"]
+        kernels = conv_kernels(tmp_path / f"{variant}.onnx")
+        assert kernels["conv0"] == kernels["conv9"] == "Conv" and kernels["conv5"] != "Conv"
+
+
+def test_an_int8_variant_running_in_float_is_refused():
+    with pytest.raises(UserError, match="named int8 but runs every conv in float"):
+        check_kernels("static_int8", dict.fromkeys(LAYER_NAMES, "Conv behind DequantizeLinear"), [])
+    kernels = dict.fromkeys(LAYER_NAMES, "QLinearConv") | {"conv3": "Conv"}
+    with pytest.raises(UserError, match=r"layers \['conv3'\] run in float, but only \[\] should"):
+        check_kernels("static_int8", kernels, [])
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"exclude": ["conv11"]}, "unknown layers \\['conv11'\\]; valid: conv0, conv1"),
+        ({"variants": ["int4"]}, "unknown variants \\['int4'\\]; valid: fp32, fp16"),
+        ({"calibration": {"method": "kl"}}, "'kl' is not one of minmax, entropy, percentile"),
+    ],
+)
+def test_bad_quant_params_list_the_valid_names(values, message):
+    with pytest.raises(UserError, match=message):
+        build(QuantOptions, values, "quant")
+
+
+def test_a_missing_or_corrupt_model_is_one_clear_error(tmp_path, features):
+    with pytest.raises(UserError, match="not found"):
+        quantize("dynamic_int8", tmp_path / "nope.onnx", tmp_path / "out.onnx", QuantOptions(), features)
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not a valid ONNX model"):
+        load_onnx(tmp_path / "bad.onnx")
+    with pytest.raises(UserError, match="unknown variant 'int2'; valid: fp32"):
+        quantize("int2", tmp_path / "bad.onnx", tmp_path / "out.onnx", QuantOptions(), features)
