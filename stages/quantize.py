@@ -14,15 +14,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("variant")
     parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("models/model.pt"), help="for qat_int8")
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--output-dir", type=Path, default=Path("models/quantized"))
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics/quantize"))
     args = parser.parse_args()
     options = build(QuantOptions, section(load_params(), "quant"), "quant")
     output = args.output_dir / f"{args.variant}.onnx"
-    keep_float = quantize(args.variant, args.model, output, options, Store(args.features / "train"))
-    check_inputs = utterance_inputs(Store(args.features / "dev"), options.check_utterances, seed=0)
-    metrics = report(args.variant, output, args.model, keep_float, check_inputs)
+    train, dev = Store(args.features / "train"), Store(args.features / "dev")
+    keep_float, measured = quantize(args.variant, args.model, output, options, train, args.checkpoint, dev)
+    check_inputs = utterance_inputs(dev, options.check_utterances, seed=0)
+    metrics = {**report(args.variant, output, args.model, keep_float, check_inputs), **measured}
     write_json(args.metrics_dir / f"{args.variant}.json", metrics)
     print(
         f"{args.variant}: {metrics['size_mb']} MB ({metrics['smaller_than_fp32']}x smaller), "

@@ -9,6 +9,7 @@ from speechquant.export import export, load_onnx
 from speechquant.features import FeatureOptions, build_split
 from speechquant.model import LAYER_NAMES, PRESETS, Wav2Letter
 from speechquant.params import build
+from speechquant.qat import QatOptions
 from speechquant.quantize import (
     VARIANTS,
     CalibrationOptions,
@@ -90,11 +91,11 @@ def test_export_is_checked_folded_and_names_its_convs(exported):
     assert dims[:2] == ["batch", "frames"] and dims[2] == 40
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "qat_int8"])
 def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tmp_path, variant):
     options = QuantOptions(calibration=CalibrationOptions(utterances=4))
     output = tmp_path / f"{variant}.onnx"
-    keep_float = quantize(variant, exported, output, options, features)
+    keep_float, _ = quantize(variant, exported, output, options, features)
     metrics = report(variant, output, exported, keep_float, utterance_inputs(features, 2, seed=0))
     kernels = metrics["conv_kernels"]
     if variant.startswith("static"):
@@ -113,7 +114,7 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
 def test_excluded_layers_stay_float_in_every_int8_variant(exported, features, tmp_path):
     options = QuantOptions(exclude=("conv0", "conv9"), calibration=CalibrationOptions(utterances=2))
     for variant in ("dynamic_int8", "static_int8"):
-        keep_float = quantize(variant, exported, tmp_path / f"{variant}.onnx", options, features)
+        keep_float, _ = quantize(variant, exported, tmp_path / f"{variant}.onnx", options, features)
         assert keep_float == ["conv0", "conv9"]
         kernels = conv_kernels(tmp_path / f"{variant}.onnx")
         assert kernels["conv0"] == kernels["conv9"] == "Conv" and kernels["conv5"] != "Conv"
@@ -148,3 +149,17 @@ def test_a_missing_or_corrupt_model_is_one_clear_error(tmp_path, features):
         load_onnx(tmp_path / "bad.onnx")
     with pytest.raises(UserError, match="unknown variant 'int2'; valid: fp32"):
         quantize("int2", tmp_path / "bad.onnx", tmp_path / "out.onnx", QuantOptions(), features)
+
+
+def test_qat_fine_tunes_and_exports_int8_kernels(trained_like_model, features, exported, tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    torch.save(
+        {"config": trained_like_model.config.as_dict(), "state_dict": trained_like_model.state_dict()}, checkpoint
+    )
+    options = QuantOptions(calibration=CalibrationOptions(utterances=2), qat=QatOptions(steps=2, batch_frames=600))
+    output = tmp_path / "qat_int8.onnx"
+    keep_float, measured = quantize("qat_int8", exported, output, options, features, checkpoint, features)
+    assert measured["qat_steps"] == 2 and measured["qat_dev_cer_after"] >= 0
+    metrics = report("qat_int8", output, exported, keep_float, utterance_inputs(features, 2, seed=0))
+    assert metrics["conv_kernels"] == {"QLinearConv": 11}
+    assert metrics["smaller_than_fp32"] >= 3.9

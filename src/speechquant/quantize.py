@@ -9,6 +9,8 @@ Variants (``quant.variants``):
 - ``static_int8``: static QDQ, per-channel int8 weights and uint8 activations, ranges
   calibrated on training utterances, one utterance at a time (no padding enters a
   range); ``static_semi_int8``: the same with conv0 in float.
+- ``qat_int8``: quantization-aware fine-tuning of the trained checkpoint with fake
+  quantization matching the static scheme, exported as QDQ (``qat.py``).
 
 Every int8 variant also keeps the layers in ``quant.exclude`` in float.
 """
@@ -19,7 +21,7 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,7 @@ from speechquant.errors import UserError
 from speechquant.export import load_onnx
 from speechquant.fileio import atomic_path
 from speechquant.model import LAYER_NAMES
+from speechquant.qat import QatOptions
 from speechquant.store import Store
 
 CALIBRATION_METHODS = {
@@ -65,6 +68,7 @@ VARIANTS = {
     "dynamic_semi_int8": Recipe("dynamic", QuantType.QUInt8, ("conv0",)),
     "static_int8": Recipe("static", QuantType.QInt8),
     "static_semi_int8": Recipe("static", QuantType.QInt8, ("conv0",)),
+    "qat_int8": Recipe("qat", QuantType.QInt8),
 }
 
 
@@ -89,12 +93,15 @@ class QuantOptions:
 
     variants: tuple[str, ...] = tuple(VARIANTS)
     exclude: tuple[str, ...] = ()
-    calibration: CalibrationOptions = CalibrationOptions()
+    calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     check_utterances: int = 20
+    qat: QatOptions = field(default_factory=QatOptions)
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, dict):
             object.__setattr__(self, "calibration", CalibrationOptions(**self.calibration))
+        if isinstance(self.qat, dict):
+            object.__setattr__(self, "qat", QatOptions(**self.qat))
         unknown_variants = [v for v in self.variants if v not in VARIANTS]
         if unknown_variants:
             raise ValueError(f"unknown variants {unknown_variants}; valid: {', '.join(VARIANTS)}")
@@ -135,14 +142,22 @@ def quantize(
     output: Path,
     options: QuantOptions,
     calibration_store: Store | None = None,
-) -> list[str]:
-    """Write ``variant`` of the model at ``source`` to ``output``; returns the layers kept in float."""
+    checkpoint: Path | None = None,
+    dev_store: Store | None = None,
+) -> tuple[list[str], dict[str, Any]]:
+    """Write ``variant`` of the model at ``source`` to ``output``.
+
+    Returns the layers kept in float and what the variant's making measured (QAT's dev
+    CER before and after fine-tuning). ``qat_int8`` starts from the PyTorch
+    ``checkpoint`` and fine-tunes on ``calibration_store``, checking on ``dev_store``.
+    """
     recipe = recipe_for(variant)
     load_onnx(source)  # one clear error for a missing or corrupt model
     keep_float = sorted(set(recipe.keep_float) | set(options.exclude), key=LAYER_NAMES.index)
     if recipe.kind in ("float", "fp16"):
         keep_float = list(LAYER_NAMES)
     to_quantize = [name for name in LAYER_NAMES if name not in keep_float]
+    measured: dict[str, Any] = {}
     with atomic_path(output) as temporary:
         if recipe.kind == "float":
             shutil.copyfile(source, temporary)
@@ -152,6 +167,22 @@ def quantize(
             onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), temporary)
         elif not to_quantize:
             raise UserError(f"{variant}: quant.exclude keeps every layer in float; nothing is left to quantize")
+        elif recipe.kind == "qat":
+            from speechquant.batching import UtteranceSet
+            from speechquant.qat import export_qat, fine_tune
+            from speechquant.train import load_model
+
+            if checkpoint is None or calibration_store is None or dev_store is None:
+                raise UserError(f"{variant} needs the trained checkpoint, training and dev utterances")
+            model, measured = fine_tune(
+                load_model(checkpoint),
+                keep_float,
+                UtteranceSet(calibration_store),
+                UtteranceSet(dev_store),
+                options.qat,
+                options.calibration.utterances,
+            )
+            export_qat(model, temporary)
         elif recipe.kind == "dynamic":
             quantize_dynamic(
                 source,
@@ -177,7 +208,7 @@ def quantize(
                 weight_type=recipe.weight_type,
                 calibrate_method=CALIBRATION_METHODS[calibration.method],
             )
-    return keep_float
+    return keep_float, measured
 
 
 INT8_KERNELS = ("QLinearConv", "ConvInteger")
@@ -226,7 +257,7 @@ def check_kernels(variant: str, kernels: dict[str, str], keep_float: list[str]) 
     """Fail when an int8 variant does not run exactly its quantized layers with int8 kernels."""
     if sorted(kernels) != sorted(LAYER_NAMES):
         raise UserError(f"{variant}: optimized graph has conv layers {sorted(kernels)}, expected all of conv0..conv10")
-    if recipe_for(variant).kind not in ("dynamic", "static"):
+    if recipe_for(variant).kind not in ("dynamic", "static", "qat"):
         return
     int8 = [layer for layer, kernel in kernels.items() if kernel in INT8_KERNELS]
     if not int8:

@@ -1,0 +1,196 @@
+"""Quantization-aware fine-tuning that matches the static int8 scheme, without torch.ao.
+
+The BN-folded model is fine-tuned with fake quantization where static QDQ quantization
+will put real quantization: each quantized conv sees int8 weights (per output channel,
+symmetric) and uint8 inputs, and produces uint8 outputs (per tensor, asymmetric, ranges
+first calibrated on training utterances, then tracked by moving average). torch's
+``fake_quantize_per_*`` ops export as QuantizeLinear/DequantizeLinear, which ONNX
+Runtime fuses into QLinearConv.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from speechquant.batching import UtteranceSet
+from speechquant.ctc import LAYERS
+from speechquant.export import INPUTS, OPSET, OUTPUTS, fold_batch_norm
+from speechquant.fileio import atomic_path
+from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter, _layer_lengths
+from speechquant.train import TrainOptions, ctc_loss_sum, evaluate
+
+
+@dataclass(frozen=True)
+class QatOptions:
+    """The ``quant.qat`` params."""
+
+    steps: int = 200
+    learning_rate: float = 1e-4
+    batch_frames: int = 8000
+    momentum: float = 0.05
+    seed: int = 0
+
+
+class RangeObserver(nn.Module):
+    """A tensor's min/max: set by calibration, then followed by moving average in training."""
+
+    def __init__(self, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+        self.register_buffer("low", torch.tensor(0.0))
+        self.register_buffer("high", torch.tensor(0.0))
+        self.register_buffer("calibrated", torch.tensor(False))
+
+    def fake_quantize(self, x: torch.Tensor) -> torch.Tensor:
+        """Observe ``x`` (calibration widens the range, training follows it), then fake-quantize."""
+        if not bool(self.calibrated):
+            self.low.copy_(torch.minimum(self.low, x.detach().min()))
+            self.high.copy_(torch.maximum(self.high, x.detach().max()))
+        elif self.training:
+            self.low.add_(self.momentum * (x.detach().min().clamp(max=0.0) - self.low))
+            self.high.add_(self.momentum * (x.detach().max().clamp(min=0.0) - self.high))
+        scale = ((self.high - self.low) / 255.0).clamp(min=1e-8).reshape(1)
+        zero_point = torch.round(-self.low / scale).clamp(0, 255).to(torch.int32).reshape(1)
+        return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 255)
+
+
+def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 per output channel, as static per-channel QDQ quantizes weights."""
+    scale = (weight.detach().abs().amax(dim=(1, 2)) / 127.0).clamp(min=1e-8)
+    zero_point = torch.zeros_like(scale, dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -128, 127)
+
+
+class FakeQuantWav2Letter(nn.Module):
+    """A BN-free Wav2Letter whose quantized layers compute as int8 kernels will."""
+
+    def __init__(self, folded: Wav2Letter, keep_float: list[str], momentum: float):
+        super().__init__()
+        self.base = folded
+        self.quantized = [name not in keep_float for name in LAYER_NAMES]
+        self.inputs = nn.ModuleList(RangeObserver(momentum) for _ in LAYER_NAMES)
+        self.outputs = nn.ModuleList(RangeObserver(momentum) for _ in LAYER_NAMES)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.base.normalize(features, lengths).transpose(1, 2)
+        for index, name in enumerate(LAYER_NAMES):
+            conv = getattr(self.base, name)
+            geometry = LAYERS[index]
+            if self.quantized[index]:
+                x = self.inputs[index].fake_quantize(x)
+                x = nn.functional.conv1d(
+                    x, fake_quantize_weight(conv.weight), conv.bias, geometry.stride, geometry.padding
+                )
+                x = self.outputs[index].fake_quantize(x)
+            else:
+                x = conv(x)
+            lengths = _layer_lengths(lengths, geometry)
+            if index < N_LAYERS - 1:
+                x = torch.relu(x)
+            mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]
+            x = x * mask[:, None, :].to(x.dtype)
+        return torch.log_softmax(x.transpose(1, 2), dim=-1), lengths
+
+
+def calibrate(model: FakeQuantWav2Letter, data: UtteranceSet, utterances: int, seed: int) -> None:
+    """Initial ranges: min/max over calibration utterances, one at a time (no padding)."""
+    chosen = np.random.default_rng(seed).choice(len(data), size=min(utterances, len(data)), replace=False)
+    model.eval()
+    with torch.no_grad():
+        for position in sorted(chosen):
+            batch = data.collate([int(position)])
+            model(batch.features, batch.lengths)
+    for observer in [*model.inputs, *model.outputs]:
+        observer.calibrated.fill_(True)
+
+
+def fine_tune(
+    model: Wav2Letter,
+    keep_float: list[str],
+    train: UtteranceSet,
+    dev: UtteranceSet,
+    options: QatOptions,
+    calibration_utterances: int,
+) -> tuple[FakeQuantWav2Letter, dict[str, float]]:
+    """QAT from a trained model: calibrate, then ``options.steps`` AdamW steps with fake quantization."""
+    torch.manual_seed(options.seed)
+    qat = FakeQuantWav2Letter(fold_batch_norm(model), keep_float, options.momentum)
+    calibrate(qat, train, calibration_utterances, options.seed)
+    evaluation = TrainOptions(precision="fp32", device="cpu", batch_frames=options.batch_frames)
+    before_loss, before_cer = evaluate(qat, dev, evaluation, torch.device("cpu"))
+    optimizer = torch.optim.AdamW(qat.base.parameters(), lr=options.learning_rate, weight_decay=0.0)
+    endless = (b for epoch in itertools.count() for b in train.batches(options.batch_frames, options.seed, epoch, True))
+    qat.train()
+    for positions in tqdm(itertools.islice(endless, options.steps), total=options.steps, desc="qat", leave=False):
+        batch = train.collate(positions)
+        log_probs, lengths = qat(batch.features, batch.lengths)
+        loss = ctc_loss_sum(log_probs, lengths, batch) / len(positions)
+        if not torch.isfinite(loss):
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(qat.base.parameters(), 5.0)
+        optimizer.step()
+    after_loss, after_cer = evaluate(qat, dev, evaluation, torch.device("cpu"))
+    qat.eval()
+    return qat, {
+        "qat_dev_cer_before": round(before_cer, 5),
+        "qat_dev_cer_after": round(after_cer, 5),
+        "qat_dev_loss_before": round(before_loss, 4),
+        "qat_dev_loss_after": round(after_loss, 4),
+        "qat_steps": options.steps,
+    }
+
+
+def export_qat(model: FakeQuantWav2Letter, path: Path) -> None:
+    """ONNX with QuantizeLinear/DequantizeLinear where the fake quantization was.
+
+    The TorchScript exporter is used here: torch.export cannot yet trace the
+    fake-quantize ops. Conv nodes are named by their order, which is the model's. The
+    graph then goes through ONNX Runtime's hardware-independent (basic) optimizations,
+    which fold the weights' QuantizeLinear into int8 initializers: the file holds int8
+    weights, as a static QDQ model does, not float ones quantized at load time.
+    """
+    model.eval()
+    example = (torch.zeros(1, 300, model.base.config.n_mels), torch.tensor([300]))
+    dynamic = {
+        "features": {0: "batch", 1: "frames"},
+        "lengths": {0: "batch"},
+        "log_probs": {0: "batch", 1: "output_frames"},
+        "output_lengths": {0: "batch"},
+    }
+    with atomic_path(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = temporary.with_name("traced.onnx")
+        torch.onnx.export(
+            model,
+            example,
+            str(traced),
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+        proto = onnx.load(str(traced))
+        convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+        for node, name in zip(convs, LAYER_NAMES, strict=True):
+            node.name = name
+        onnx.checker.check_model(proto)
+        onnx.save(proto, traced)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(temporary)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(traced), options, providers=["CPUExecutionProvider"])
+        onnx.checker.check_model(onnx.load(str(temporary)))
