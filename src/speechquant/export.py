@@ -23,6 +23,12 @@ from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter
 OPSET = 17
 INPUTS = ("features", "lengths")
 OUTPUTS = ("log_probs", "output_lengths")
+DYNAMIC_AXES = {
+    "features": {0: "batch", 1: "frames"},
+    "lengths": {0: "batch"},
+    "log_probs": {0: "batch", 1: "output_frames"},
+    "output_lengths": {0: "batch"},
+}
 
 
 def fold_batch_norm(model: Wav2Letter) -> Wav2Letter:
@@ -62,12 +68,6 @@ def export(model: Wav2Letter, path: Path) -> onnx.ModelProto:
     """Write the ONNX model to ``path`` (atomically) and return it, checked."""
     folded = fold_batch_norm(model)
     example = (torch.zeros(2, 300, model.config.n_mels), torch.tensor([300, 200]))
-    dynamic = {
-        "features": {0: "batch", 1: "frames"},
-        "lengths": {0: "batch"},
-        "log_probs": {0: "batch", 1: "output_frames"},
-        "output_lengths": {0: "batch"},
-    }
     with atomic_path(path) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
@@ -75,7 +75,7 @@ def export(model: Wav2Letter, path: Path) -> onnx.ModelProto:
             example,
             input_names=list(INPUTS),
             output_names=list(OUTPUTS),
-            dynamic_axes=dynamic,
+            dynamic_axes=DYNAMIC_AXES,
             opset_version=OPSET,
             dynamo=True,
             verbose=False,

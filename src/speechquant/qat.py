@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from speechquant.batching import UtteranceSet
 from speechquant.ctc import LAYERS
-from speechquant.export import INPUTS, OPSET, OUTPUTS, fold_batch_norm
+from speechquant.export import DYNAMIC_AXES, INPUTS, OPSET, OUTPUTS, fold_batch_norm
 from speechquant.fileio import atomic_path
 from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter, _layer_lengths
 from speechquant.train import TrainOptions, ctc_loss_sum, evaluate
@@ -163,12 +163,6 @@ def export_qat(model: FakeQuantWav2Letter, path: Path) -> None:
     """
     model.eval()
     example = (torch.zeros(1, 300, model.base.config.n_mels), torch.tensor([300]))
-    dynamic = {
-        "features": {0: "batch", 1: "frames"},
-        "lengths": {0: "batch"},
-        "log_probs": {0: "batch", 1: "output_frames"},
-        "output_lengths": {0: "batch"},
-    }
     with atomic_path(path) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = temporary.with_name("traced.onnx")
@@ -178,7 +172,7 @@ def export_qat(model: FakeQuantWav2Letter, path: Path) -> None:
             str(traced),
             input_names=list(INPUTS),
             output_names=list(OUTPUTS),
-            dynamic_axes=dynamic,
+            dynamic_axes=DYNAMIC_AXES,
             opset_version=OPSET,
             dynamo=False,
         )
