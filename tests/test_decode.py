@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from speechquant.decode import Decoder, DecoderOptions, greedy
+from speechquant.text import NUM_CLASSES, tokenize
+
+
+def log_probs(frames: list[dict[str, float]]) -> np.ndarray:
+    """Per-frame distributions over named symbols ('<' is blank); the rest share what is left."""
+    table = np.full((len(frames), NUM_CLASSES), 1e-6)
+    for row, probabilities in enumerate(frames):
+        for symbol, p in probabilities.items():
+            table[row, 0 if symbol == "<" else tokenize(symbol)[0]] = p
+    return np.log(table / table.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_greedy_collapses_repeats_and_drops_blanks():
+    frames = [{"h": 0.9}, {"h": 0.9}, {"<": 0.9}, {"i": 0.9}, {"<": 0.9}, {"i": 0.9}]
+    assert greedy(log_probs(frames), 6) == "hii"
+    assert greedy(log_probs(frames), 2) == "h"  # only the utterance's own frames count
+
+
+def test_beam_search_sums_paths_where_greedy_takes_the_single_best():
+    # Best path is blank-blank (0.36), but "a" has 0.4*0.6 + 0.6*0.4 + 0.4*0.4 = 0.64 in total.
+    frames = [{"<": 0.6, "a": 0.4}, {"<": 0.6, "a": 0.4}]
+    assert greedy(log_probs(frames), 2) == ""
+    assert Decoder(DecoderOptions(method="beam", beam_size=20))(log_probs(frames), 2) == "a"
+
+
+def test_beam_decodes_a_clear_utterance_with_spaces():
+    frames = [{c: 0.95} if c != "_" else {"<": 0.95} for c in "he_y_ you"]
+    assert Decoder(DecoderOptions())(log_probs(frames), len(frames)) == "hey you"
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="greedy, beam"):
+        DecoderOptions(method="viterbi")
