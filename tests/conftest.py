@@ -1,7 +1,14 @@
 import pytest
+import torch
 import yaml
 
 from helpers import REPO
+from speechquant.corpus import synth
+from speechquant.export import export
+from speechquant.features import FeatureOptions, build_split
+from speechquant.model import PRESETS, Wav2Letter
+from speechquant.params import build
+from speechquant.store import Store
 
 
 @pytest.fixture
@@ -27,3 +34,39 @@ def tiny_synth(default_params) -> dict:
     synth = default_params["data"]["synth"]
     synth["hours"] = {"train": 0.006, "dev": 0.002, "test": 0.002}
     return synth
+
+
+@pytest.fixture(scope="session")
+def features(tmp_path_factory) -> Store:
+    """Real log-mel features of a few synthesized utterances."""
+    import yaml
+
+    from helpers import REPO
+
+    root = tmp_path_factory.mktemp("export")
+    options = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["synth"]
+    options["hours"] = {"dev": 0.01}
+    synth.build_split(build(synth.SynthOptions, options, "s"), "dev", root / "audio", workers=2)
+    build_split(root / "audio", root / "features", FeatureOptions())
+    return Store(root / "features")
+
+
+@pytest.fixture(scope="session")
+def trained_like_model() -> Wav2Letter:
+    """The default preset with batch-norm statistics far from identity, so folding matters."""
+    torch.manual_seed(0)
+    model = Wav2Letter(PRESETS["default"])
+    for index in range(10):
+        norm = getattr(model, f"norm{index}")
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+        norm.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory, trained_like_model):
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export(trained_like_model, path)
+    return path

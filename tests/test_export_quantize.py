@@ -3,11 +3,9 @@ import onnx
 import pytest
 import torch
 
-from speechquant.corpus import synth
 from speechquant.errors import UserError
-from speechquant.export import export, load_onnx
-from speechquant.features import FeatureOptions, build_split
-from speechquant.model import LAYER_NAMES, PRESETS, Wav2Letter
+from speechquant.export import load_onnx
+from speechquant.model import LAYER_NAMES
 from speechquant.params import build
 from speechquant.qat import QatOptions
 from speechquant.quantize import (
@@ -22,42 +20,6 @@ from speechquant.quantize import (
     utterance_inputs,
 )
 from speechquant.store import Store
-
-
-@pytest.fixture(scope="module")
-def features(tmp_path_factory, request) -> Store:
-    """Real log-mel features of a few synthesized utterances."""
-    import yaml
-
-    from helpers import REPO
-
-    root = tmp_path_factory.mktemp("export")
-    options = yaml.safe_load((REPO / "params.yaml").read_text())["data"]["synth"]
-    options["hours"] = {"dev": 0.01}
-    synth.build_split(build(synth.SynthOptions, options, "s"), "dev", root / "audio", workers=2)
-    build_split(root / "audio", root / "features", FeatureOptions())
-    return Store(root / "features")
-
-
-@pytest.fixture(scope="module")
-def trained_like_model() -> Wav2Letter:
-    """The default preset with batch-norm statistics far from identity, so folding matters."""
-    torch.manual_seed(0)
-    model = Wav2Letter(PRESETS["default"])
-    for index in range(10):
-        norm = getattr(model, f"norm{index}")
-        norm.running_mean.uniform_(-0.5, 0.5)
-        norm.running_var.uniform_(0.5, 2.0)
-        norm.weight.data.uniform_(0.5, 1.5)
-        norm.bias.data.uniform_(-0.2, 0.2)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, trained_like_model):
-    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export(trained_like_model, path)
-    return path
 
 
 def padded(store: Store, indices: list[int], frames: int) -> dict[str, np.ndarray]:

@@ -98,6 +98,12 @@ def output_lengths(input_lengths: torch.Tensor) -> torch.Tensor:
     return lengths
 
 
+def _sum_to_length(values: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Sum over frames 0..length-1 of (batch, frames, bins) zero-padded values, whatever the padding."""
+    last = (lengths - 1).clamp(min=0)[:, None, None].expand(-1, 1, values.shape[2])
+    return values.cumsum(dim=1).gather(1, last)
+
+
 class Wav2Letter(nn.Module):
     """features (batch, frames, n_mels) and lengths (batch,) -> log-probs (batch, frames', classes)."""
 
@@ -116,15 +122,22 @@ class Wav2Letter(nn.Module):
             self.register_buffer("input_std", torch.ones(config.n_mels))
 
     def normalize(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Zero-mean, unit-variance log-mel per bin; padding stays zero."""
+        """Zero-mean, unit-variance log-mel per bin; padding stays zero.
+
+        The statistics are prefix sums in float64 read at each utterance's last frame: a
+        reduction over the padded axis would add in an order that depends on the padded
+        length, and one flipped bit here can move an int8 rounding downstream, so the same
+        utterance would decode differently in a different batch.
+        """
         mask = (torch.arange(features.shape[1], device=features.device)[None, :] < lengths[:, None])[..., None]
-        mask = mask.to(features.dtype)
         if self.config.normalization == "global":
-            return (features - self.input_mean) / self.input_std * mask
-        count = lengths.clamp(min=1).to(features.dtype)[:, None, None]
-        mean = (features * mask).sum(dim=1, keepdim=True) / count
-        variance = ((features - mean) ** 2 * mask).sum(dim=1, keepdim=True) / count
-        return (features - mean) * torch.rsqrt(variance + 1e-5) * mask
+            return (features - self.input_mean) / self.input_std * mask.to(features.dtype)
+        values = features.double() * mask
+        count = lengths.clamp(min=1).double()[:, None, None]
+        mean = _sum_to_length(values, lengths) / count
+        centered = (values - mean) * mask
+        variance = _sum_to_length(centered**2, lengths) / count
+        return (centered * torch.rsqrt(variance + 1e-5)).to(features.dtype)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.normalize(features, lengths).transpose(1, 2)

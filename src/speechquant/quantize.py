@@ -162,9 +162,14 @@ def quantize(
         if recipe.kind == "float":
             shutil.copyfile(source, temporary)
         elif recipe.kind == "fp16":
-            from onnxruntime.transformers.float16 import convert_float_to_float16
+            from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-            onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), temporary)
+            # LogSoftmax stays float32: ORT's fp16 kernel rounds differently with the batch
+            # size, and the log-probs are what the decoder and the CTC loss read.
+            fp16 = convert_float_to_float16(
+                onnx.load(str(source)), keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, "LogSoftmax"]
+            )
+            onnx.save(fp16, temporary)
         elif not to_quantize:
             raise UserError(f"{variant}: quant.exclude keeps every layer in float; nothing is left to quantize")
         elif recipe.kind == "qat":
