@@ -62,6 +62,18 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     assert (project / "models" / "model.pt").exists() and not (project / "models" / "train_state").exists()
     assert len((project / "dvclive" / "plots" / "metrics" / "dev" / "cer.tsv").read_text().splitlines()) == 3
 
+    dev = Store(project / "data" / "features" / "dev")
+    evaluation = json.loads((project / "metrics" / "eval" / "static_int8.json").read_text())
+    assert set(evaluation) == {"dev", "test"} and evaluation["dev"]["scored"] == len(dev)  # nothing dropped
+    assert evaluation["dev"]["cer"] >= 0 and evaluation["dev"]["ctc_loss"] > 0
+    assert len((project / "plots" / "eval" / "static_int8" / "dev.csv").read_text().splitlines()) == len(dev) + 1
+    comparison = json.loads((project / "metrics" / "compare.json").read_text())
+    interval = comparison["static_int8"]["dev"]["vs_fp32"]
+    assert interval["ci95_low"] <= interval["cer_difference"] <= interval["ci95_high"]
+    assert "| static_int8 |" in (project / "reports" / "evaluation.md").read_text()
+    plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
+    assert "cer_per_variant" in plots and "plots/eval/fp32/dev.csv" in plots
+
     assert "Data and pipelines are up to date" in dvc(project, "status")
 
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -93,10 +105,13 @@ def test_bad_params_give_one_clear_line_not_a_traceback(project):
     assert "pitch_range" in result.stderr
 
 
-def test_excluding_a_layer_reruns_only_the_quantize_stages(project):
+def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(project):
     dvc(project, "repro")
     experiment = dvc(project, "exp", "run", "-S", "quant.exclude=[conv0]")
     assert "Running stage 'quantize@static_int8'" in experiment
-    assert not any(f"Running stage '{stage}'" in experiment for stage in ("corpus", "features", "train", "export"))
+    assert "Running stage 'evaluate@static_int8'" in experiment and "Running stage 'compare'" in experiment
+    unchanged = ("corpus", "features", "train", "export", "lm", "evaluate@fp32", "evaluate@fp16")
+    assert not any(f"Running stage '{stage}'" in experiment for stage in unchanged)
     assert json.loads((project / "metrics" / "quantize" / "static_int8.json").read_text())["float_layers"] == ["conv0"]
-    assert "metrics/quantize/static_int8.json" in dvc(project, "metrics", "diff")
+    differences = dvc(project, "metrics", "diff")
+    assert "metrics/quantize/static_int8.json" in differences and "metrics/eval/static_int8.json" in differences

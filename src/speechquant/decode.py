@@ -1,16 +1,28 @@
-"""Turning model outputs into text: greedy best path, or flashlight-text's CTC beam search."""
+"""Turning model outputs into text: greedy best path, or flashlight-text's CTC beam search.
+
+The beam search runs without a language model (the study's setting), or with one of the
+project's own ARPA n-gram models through flashlight's KenLM: a character model scores
+every letter in the lexicon-free search; a word model needs the lexicon search, which
+only spells words the model knows (its unigrams).
+"""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from speechquant.text import BLANK_ID, CHAR_TO_ID, detokenize
+from speechquant.errors import UserError
+from speechquant.lm import SENTENCE_END, SENTENCE_START, UNKNOWN, WORD_BOUNDARY
+from speechquant.text import BLANK_ID, CHAR_TO_ID, LETTERS, NUM_CLASSES, detokenize, tokenize
 
 METHODS = ("greedy", "beam")
+LMS = ("none", "char", "word")
 
 
 @dataclass(frozen=True)
@@ -21,10 +33,17 @@ class DecoderOptions:
     beam_size: int = 20
     beam_size_token: int = 35  # tokens considered per frame; all of them by default
     beam_threshold: float = 25.0  # drop hypotheses this far below the best
+    lm: str = "none"  # none | char | word
+    lm_weight: float = 0.5  # weight of the LM's log10 score against the acoustic log-probs
+    word_score: float = 0.0  # added per word (word LM) or per space (char LM): insertion bonus
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.lm not in LMS:
+            raise ValueError(f"lm {self.lm!r} is not one of {', '.join(LMS)}")
+        if self.lm != "none" and self.method != "beam":
+            raise ValueError("a language model needs method: beam")
         if self.beam_size < 1 or self.beam_size_token < 1:
             raise ValueError("beam_size and beam_size_token must be at least 1")
 
@@ -39,38 +58,135 @@ def greedy(log_probs: np.ndarray, length: int) -> str:
 
 
 class Decoder:
-    """Decodes one utterance's log-probs (frames, classes) to text with the chosen method."""
+    """Decodes one utterance's log-probs (frames, classes) to text with the chosen method.
 
-    def __init__(self, options: DecoderOptions):
+    ``lm_path`` is the ARPA file of the chosen LM level; it is read on the first beam decode.
+    """
+
+    def __init__(self, options: DecoderOptions, lm_path: Path | None = None):
+        if options.lm != "none" and lm_path is None:
+            raise ValueError(f"lm: {options.lm} needs the path of its ARPA file")
         self.options = options
+        self.lm_path = lm_path
+        self.words: list[str] = []
 
     @cached_property
-    def _beam(self):
+    def _new_search(self) -> Callable[[], Any]:
+        """A maker of fresh flashlight searches, sharing the LM and the lexicon.
+
+        A flashlight decoder object is not reset between ``decode`` calls: reused, it can
+        break exact score ties differently depending on what it decoded before, so the
+        same log-probs could decode differently in another order. One per utterance.
+        """
         from flashlight.lib.text.decoder import (
             CriterionType,
+            LexiconDecoder,
+            LexiconDecoderOptions,
             LexiconFreeDecoder,
-            LexiconFreeDecoderOptions,
+            SmearingMode,
+            Trie,
             ZeroLM,
         )
 
-        settings = LexiconFreeDecoderOptions(
+        options = self.options
+        space = CHAR_TO_ID[" "]
+        if options.lm == "none":
+            settings, lm = self._lexicon_free_options(0.0, 0.0), ZeroLM()
+            return lambda: LexiconFreeDecoder(settings, lm, space, BLANK_ID, [])
+        from flashlight.lib.text.decoder.kenlm import KenLM
+        from flashlight.lib.text.dictionary import Dictionary
+
+        if not self.lm_path or not Path(self.lm_path).is_file():
+            raise UserError(f"language model {self.lm_path} not found: run `dvc repro lm`")
+        if options.lm == "char":
+            # Every output class needs an entry; the spare class and the markers are unknown to the LM.
+            lm_tokens = [WORD_BOUNDARY if char == " " else char for char in LETTERS] + ["<spare>"]
+            lm = KenLM(str(self.lm_path), Dictionary(lm_tokens))
+            settings = self._lexicon_free_options(options.lm_weight, options.word_score)
+            return lambda: LexiconFreeDecoder(settings, lm, space, BLANK_ID, [])
+        spelled = arpa_unigrams(Path(self.lm_path))
+        self.words = [*spelled, UNKNOWN]
+        lm = KenLM(str(self.lm_path), Dictionary(self.words))
+        trie = Trie(NUM_CLASSES, space)
+        start = lm.start(False)
+        for index, word in enumerate(spelled):
+            _, score = lm.score(start, index)
+            trie.insert(tokenize(word), index, score)
+        trie.smear(SmearingMode.MAX)
+        settings = LexiconDecoderOptions(
+            beam_size=options.beam_size,
+            beam_size_token=options.beam_size_token,
+            beam_threshold=options.beam_threshold,
+            lm_weight=options.lm_weight,
+            word_score=options.word_score,
+            unk_score=float("-inf"),
+            sil_score=0.0,
+            log_add=True,
+            criterion_type=CriterionType.CTC,
+        )
+        return lambda: LexiconDecoder(settings, trie, lm, space, BLANK_ID, len(spelled), [], False)
+
+    def _lexicon_free_options(self, lm_weight: float, sil_score: float):
+        from flashlight.lib.text.decoder import CriterionType, LexiconFreeDecoderOptions
+
+        return LexiconFreeDecoderOptions(
             beam_size=self.options.beam_size,
             beam_size_token=self.options.beam_size_token,
             beam_threshold=self.options.beam_threshold,
-            lm_weight=0.0,
-            sil_score=0.0,
+            lm_weight=lm_weight,
+            sil_score=sil_score,
             log_add=True,  # merged paths add up, as CTC prefix beam search requires
             criterion_type=CriterionType.CTC,
         )
-        return LexiconFreeDecoder(settings, ZeroLM(), CHAR_TO_ID[" "], BLANK_ID, [])
 
     def __call__(self, log_probs: np.ndarray, length: int) -> str:
         if self.options.method == "greedy":
             return greedy(log_probs, length)
-        emissions = np.ascontiguousarray(log_probs[:length], dtype=np.float32)
+        emissions = np.asarray(log_probs[:length], dtype=np.float32) + tie_breaker(length, log_probs.shape[-1])
         if len(emissions) == 0:
             return ""
-        best = self._beam.decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])[0]
+        best = self._new_search().decode(emissions.ctypes.data, emissions.shape[0], emissions.shape[1])[0]
+        if self.options.lm == "word":
+            return " ".join(self.words[index] for index in best.words if 0 <= index < len(self.words) - 1)
         # flashlight returns one token per frame: collapse repeats, then drop blanks.
         tokens = [token for token, _ in itertools.groupby(best.tokens) if token not in (BLANK_ID, -1)]
         return detokenize(tokens).strip()
+
+
+TIE_BREAK_NATS = 1e-3
+_TIE_BREAK_FRAMES = 4096
+
+
+@cache
+def _tie_break_table(classes: int) -> np.ndarray:
+    return np.random.default_rng(0).uniform(0.0, TIE_BREAK_NATS, (_TIE_BREAK_FRAMES, classes)).astype(np.float32)
+
+
+def tie_breaker(frames: int, classes: int) -> np.ndarray:
+    """Fixed offsets below ``TIE_BREAK_NATS`` per (frame, class), added to the log-probs.
+
+    flashlight orders hypotheses of equal score by their memory addresses, so exact ties
+    are broken differently from run to run. Quantized models produce exact ties all the
+    time (their logits take few values): on int8 dev outputs, 207 of 549 beam
+    hypotheses changed between two runs. The offsets make exact ties vanish while moving
+    no score by more than a thousandth of a nat per frame.
+    """
+    table = _tie_break_table(classes)
+    return np.resize(table, (frames, classes)) if frames > len(table) else table[:frames]
+
+
+def arpa_unigrams(path: Path) -> list[str]:
+    """The words of an ARPA file's 1-grams, in file order, without the sentence markers."""
+    words, in_unigrams = [], False
+    with open(path, encoding="utf-8") as file:
+        for line in file:
+            line = line.strip()
+            if line.startswith("\\"):
+                if in_unigrams:
+                    break
+                in_unigrams = line == "\\1-grams:"
+            elif in_unigrams and line:
+                word = line.split("\t")[1]
+                if word not in (SENTENCE_START, SENTENCE_END, UNKNOWN):
+                    words.append(word)
+    return words

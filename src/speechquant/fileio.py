@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -50,6 +52,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 
 def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
     """Write rows sharing the same keys as CSV with a header line, atomically."""
-    columns = list(rows[0]) if rows else []
-    lines = [",".join(columns)] + [",".join(str(row[column]) for column in columns) for row in rows]
-    write_text(path, "\n".join(lines) + "\n")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())

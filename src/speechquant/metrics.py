@@ -1,7 +1,8 @@
-"""Error rates from edit distances: CER over characters, WER over words."""
+"""Error rates from edit distances: CER over characters (rapidfuzz), WER over words (jiwer)."""
 
 from __future__ import annotations
 
+import jiwer
 from rapidfuzz.distance import Levenshtein
 
 
@@ -9,16 +10,18 @@ def char_edits(reference: str, hypothesis: str) -> int:
     return Levenshtein.distance(reference, hypothesis)
 
 
-def word_edits(reference: str, hypothesis: str) -> int:
-    return Levenshtein.distance(reference.split(), hypothesis.split())
+def error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Total character edits over total reference length, so long utterances weigh more (as usual)."""
+    edits = sum(char_edits(r, h) for r, h in zip(references, hypotheses, strict=True))
+    return edits / max(sum(len(r) for r in references), 1)
 
 
-def error_rate(references: list[str], hypotheses: list[str], unit: str = "char") -> float:
-    """Total edits over total reference length, so long utterances weigh more (as usual)."""
-    if unit == "char":
-        edits = sum(char_edits(r, h) for r, h in zip(references, hypotheses, strict=True))
-        total = sum(len(r) for r in references)
-    else:
-        edits = sum(word_edits(r, h) for r, h in zip(references, hypotheses, strict=True))
-        total = sum(len(r.split()) for r in references)
-    return edits / max(total, 1)
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """jiwer's corpus WER; jiwer refuses empty references, whose hypothesis words count as insertions."""
+    pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if r.strip()]
+    inserted = sum(len(h.split()) for r, h in zip(references, hypotheses, strict=True) if not r.strip())
+    if not pairs:
+        return float(inserted > 0)
+    output = jiwer.process_words([r for r, _ in pairs], [h for _, h in pairs])
+    errors = output.substitutions + output.deletions + output.insertions + inserted
+    return errors / sum(len(r.split()) for r, _ in pairs)

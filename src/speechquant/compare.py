@@ -1,0 +1,94 @@
+"""Comparing variants on the same utterances: CER differences against a reference variant
+with paired bootstrap intervals, and the best, typical and worst examples.
+
+The bootstrap is paired (each resample takes the same utterances for both variants), so
+the interval measures the quantization's effect, not the luck of which utterances a
+split happens to hold.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    reference: str = "fp32"  # the variant every other one is compared with
+    bootstrap_samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.bootstrap_samples < 1:
+            raise ValueError("bootstrap_samples must be at least 1")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One variant's per-utterance edits on one split, in the split's utterance order."""
+
+    ids: list[str]
+    references: list[str]
+    hypotheses: list[str]
+    edits: np.ndarray
+    lengths: np.ndarray  # reference characters
+
+    @classmethod
+    def read(cls, path: Path) -> Scored:
+        with open(path, encoding="utf-8", newline="") as file:
+            rows = [row for row in csv.DictReader(file) if row["edits"] != ""]
+        return cls(
+            ids=[row["id"] for row in rows],
+            references=[row["reference"] for row in rows],
+            hypotheses=[row["hypothesis"] for row in rows],
+            edits=np.array([int(row["edits"]) for row in rows], dtype=np.int64),
+            lengths=np.array([len(row["reference"]) for row in rows], dtype=np.int64),
+        )
+
+    def cer(self) -> float:
+        return float(self.edits.sum() / max(self.lengths.sum(), 1))
+
+
+def paired_bootstrap(variant: Scored, reference: Scored, samples: int, seed: int) -> dict[str, float]:
+    """CER(variant) - CER(reference) and its 95% percentile interval over paired resamples."""
+    if variant.ids != reference.ids:
+        raise ValueError("the two variants were not scored on the same utterances")
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(variant.ids), size=(samples, len(variant.ids)))
+    characters = np.maximum(reference.lengths[picks].sum(axis=1), 1)
+    differences = (variant.edits[picks].sum(axis=1) - reference.edits[picks].sum(axis=1)) / characters
+    low, high = np.percentile(differences, [2.5, 97.5])
+    return {
+        "cer_difference": round(variant.cer() - reference.cer(), 6),
+        "ci95_low": round(float(low), 6),
+        "ci95_high": round(float(high), 6),
+        "relative_difference": round((variant.cer() - reference.cer()) / max(reference.cer(), 1e-12), 4),
+    }
+
+
+def examples(scored: Scored) -> dict[str, dict[str, Any]]:
+    """The study's section 6.4 trio: lowest, closest-to-overall and highest per-utterance CER.
+
+    Ties go to the longer utterance: a long perfect transcript says more than a short one.
+    """
+    rates = scored.edits / np.maximum(scored.lengths, 1)
+    longest_first = np.argsort(-scored.lengths, kind="stable")
+    picks = {
+        "best": longest_first[np.argmin(rates[longest_first])],
+        "typical": longest_first[np.argmin(np.abs(rates[longest_first] - scored.cer()))],
+        "worst": longest_first[np.argmax(rates[longest_first])],
+    }
+    return {
+        kind: {
+            "id": scored.ids[i],
+            "cer": round(float(rates[i]), 4),
+            "edits": int(scored.edits[i]),
+            "reference": scored.references[i],
+            "hypothesis": scored.hypotheses[i],
+        }
+        for kind, i in picks.items()
+    }

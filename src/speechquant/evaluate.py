@@ -1,0 +1,181 @@
+"""Scoring an ONNX model on a split: CTC loss, CER, WER and the study's average Levenshtein.
+
+The scores must not depend on the batch size (the study's did), so:
+
+- utterances are sorted by length and batched; each one's outputs are cut to its own
+  output length, and the model masks padding inside every layer;
+- every run pads to at least ``MIN_PADDED_FRAMES``: ONNX Runtime's float GEMM blocks its
+  inner dimension differently for short outputs (64 frames or fewer), which would
+  change the last bits of a short utterance's log-probs with its neighbours' lengths;
+- each run uses one intra-op thread (a split of one GEMM across threads also moves the
+  last bits); batches run concurrently instead, one per worker;
+- dynamically quantized models compute activation ranges over the whole batch, so one
+  utterance would change another's result: they run one utterance at a time.
+
+Every utterance is scored: no partial batch is dropped. Utterances without a reference
+(HW4P2's test split) are decoded, counted and left out of the scores.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from tqdm import tqdm
+
+from speechquant.ctc_loss import ctc_loss
+from speechquant.decode import Decoder
+from speechquant.errors import UserError
+from speechquant.metrics import char_edits, error_rate, word_error_rate
+from speechquant.quantize import session
+from speechquant.store import Store
+from speechquant.text import NUM_CLASSES, tokenize
+
+MIN_PADDED_FRAMES = 256
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How the evaluate stage runs; none of these may change a score."""
+
+    splits: tuple[str, ...] = ("dev", "test")
+    batch_size: int = 32
+    workers: int = 0  # concurrent single-threaded runs; 0: one per CPU core
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if self.workers < 0:
+            raise ValueError("workers must be 0 (one per core) or more")
+
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+@dataclass
+class UtteranceResult:
+    id: str
+    reference: str | None
+    hypothesis: str
+    edits: int | None
+    frames: int
+    ctc_loss: float | None
+
+
+def batch_dependent(path: Path) -> bool:
+    """Whether the model quantizes activations with ranges taken over the whole batch."""
+    return any(node.op_type == "DynamicQuantizeLinear" for node in onnx.load(str(path)).graph.node)
+
+
+def check_classes(model: ort.InferenceSession, path: Path) -> None:
+    classes = model.get_outputs()[0].shape[-1]
+    if isinstance(classes, int) and classes != NUM_CLASSES:
+        raise UserError(f"{path} outputs {classes} classes per frame; the vocabulary has {NUM_CLASSES}")
+
+
+def model_outputs(
+    model: ort.InferenceSession, store: Store, batch_size: int, workers: int = 1, progress: str | None = None
+) -> tuple[list[np.ndarray], float]:
+    """Each utterance's log-probs (its own output frames only), in store order, and wall seconds."""
+    order = np.argsort(np.diff(store.offsets), kind="stable")
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def run(indices: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        rows = [np.asarray(store[int(i)], dtype=np.float32) for i in indices]
+        frames = max(MIN_PADDED_FRAMES, *(len(r) for r in rows))
+        features = np.zeros((len(rows), frames, rows[0].shape[1]), dtype=np.float32)
+        for row, values in enumerate(rows):
+            features[row, : len(values)] = values
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        log_probs, output_lengths = model.run(None, {"features": features, "lengths": lengths})
+        if log_probs.shape[-1] != NUM_CLASSES:
+            raise UserError(f"the model outputs {log_probs.shape[-1]} classes; the vocabulary has {NUM_CLASSES}")
+        return [(int(i), log_probs[row, : int(output_lengths[row])]) for row, i in enumerate(indices)]
+
+    outputs: list[np.ndarray] = [np.empty(0)] * len(store)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = pool.map(run, batches)
+        for pairs in tqdm(done, total=len(batches), desc=progress, disable=progress is None, leave=False):
+            for index, log_probs in pairs:
+                outputs[index] = log_probs
+    return outputs, time.perf_counter() - started
+
+
+def evaluate_split(
+    model_path: Path, store: Store, decoder: Decoder, options: EvalOptions, name: str | None = None
+) -> tuple[dict[str, Any], list[UtteranceResult]]:
+    """Metrics of one split and the per-utterance results behind them."""
+    model = session(model_path, threads=1)
+    check_classes(model, model_path)
+    batch_size = 1 if batch_dependent(model_path) else options.batch_size
+    outputs, model_seconds = model_outputs(model, store, batch_size, options.worker_count(), name and f"{name} model")
+    started = time.perf_counter()
+    hypotheses = [
+        decoder(log_probs, len(log_probs))
+        for log_probs in tqdm(outputs, desc=name and f"{name} decode", disable=name is None, leave=False)
+    ]
+    decode_seconds = time.perf_counter() - started
+    results = []
+    for utterance, log_probs, hypothesis in zip(store.utterances, outputs, hypotheses, strict=True):
+        reference = utterance.text
+        scored = reference is not None
+        results.append(
+            UtteranceResult(
+                id=utterance.id,
+                reference=reference,
+                hypothesis=hypothesis,
+                edits=char_edits(reference, hypothesis) if scored else None,
+                frames=utterance.n_frames,
+                ctc_loss=ctc_loss(log_probs.astype(np.float64), tokenize(reference)) if scored else None,
+            )
+        )
+    metrics = scores(results)
+    metrics.update(
+        batch_size=batch_size,
+        model_seconds=round(model_seconds, 3),
+        decode_seconds=round(decode_seconds, 3),
+        decoded_per_second=round(len(results) / decode_seconds, 1) if decode_seconds > 0 else None,
+    )
+    return metrics, results
+
+
+def scores(results: list[UtteranceResult]) -> dict[str, Any]:
+    """CER, WER, average Levenshtein and mean CTC loss over the utterances with a reference."""
+    scored = [r for r in results if r.reference is not None]
+    references = [r.reference for r in scored]
+    hypotheses = [r.hypothesis for r in scored]
+    losses = [r.ctc_loss for r in scored if r.ctc_loss is not None and math.isfinite(r.ctc_loss)]
+    return {
+        "utterances": len(results),
+        "scored": len(scored),
+        "unscored_without_reference": len(results) - len(scored),
+        "cer": round(error_rate(references, hypotheses), 6) if scored else None,
+        "wer": round(word_error_rate(references, hypotheses), 6) if scored else None,
+        "levenshtein_mean": round(float(np.mean([r.edits for r in scored])), 4) if scored else None,
+        "ctc_loss": round(float(np.mean(losses)), 4) if losses else None,
+        "ctc_loss_infeasible": len(scored) - len(losses),  # too few frames for the transcript
+    }
+
+
+def result_rows(results: list[UtteranceResult]) -> list[dict[str, Any]]:
+    """Per-utterance rows for the plot data, text fields last so the CSV stays readable."""
+    return [
+        {
+            "id": r.id,
+            "frames": r.frames,
+            "edits": "" if r.edits is None else r.edits,
+            "ctc_loss": "" if r.ctc_loss is None else round(r.ctc_loss, 4),
+            "reference": r.reference or "",
+            "hypothesis": r.hypothesis,
+        }
+        for r in results
+    ]

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from speechquant.compare import Scored, examples, paired_bootstrap
+
+
+def scored(edits: list[int], lengths: list[int]) -> Scored:
+    ids = [f"u{i}" for i in range(len(edits))]
+    references = ["x" * n for n in lengths]
+    return Scored(ids, references, references, np.array(edits), np.array(lengths))
+
+
+def test_a_variant_identical_to_the_reference_differs_by_exactly_zero():
+    reference = scored([1, 5, 0, 3] * 25, [20, 40, 10, 30] * 25)
+    result = paired_bootstrap(reference, reference, samples=500, seed=0)
+    assert result["cer_difference"] == result["ci95_low"] == result["ci95_high"] == 0.0
+
+
+def test_a_consistently_worse_variant_has_an_interval_above_zero():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(20, 60, 200)
+    base = rng.integers(0, 5, 200)
+    result = paired_bootstrap(scored(list(base + 1), list(lengths)), scored(list(base), list(lengths)), 1000, 0)
+    assert 0 < result["ci95_low"] < result["cer_difference"] < result["ci95_high"]
+    assert result["cer_difference"] == pytest.approx(200 / lengths.sum(), abs=1e-6)
+
+
+def test_pairing_narrows_the_interval_below_the_spread_of_either_variant():
+    # Utterance difficulty varies a lot, the variants differ a little: a paired interval
+    # must see through the first to the second.
+    rng = np.random.default_rng(2)
+    lengths = np.full(300, 50)
+    base = rng.integers(0, 25, 300)
+    worse = base + (rng.random(300) < 0.3)
+    result = paired_bootstrap(scored(list(worse), list(lengths)), scored(list(base), list(lengths)), 1000, 0)
+    assert result["ci95_low"] > 0
+
+
+def test_scoring_different_utterances_is_refused():
+    with pytest.raises(ValueError, match="same utterances"):
+        paired_bootstrap(scored([1], [5]), scored([1, 2], [5, 5]), 10, 0)
+
+
+def test_examples_are_the_best_typical_and_worst_utterances():
+    picked = examples(scored([0, 0, 3, 9, 2], [10, 30, 30, 10, 20]))
+    assert picked["best"]["id"] == "u1"  # a perfect transcript, and the longer one
+    assert picked["worst"]["id"] == "u3"
+    assert picked["typical"]["id"] == "u2"  # 0.1 per character against 0.14 overall, longer than u4
