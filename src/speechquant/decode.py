@@ -34,8 +34,8 @@ class DecoderOptions:
     beam_size_token: int = 35  # tokens considered per frame; all of them by default
     beam_threshold: float = 25.0  # drop hypotheses this far below the best
     lm: str = "none"  # none | char | word
-    lm_weight: float = 0.5  # weight of the LM's log10 score against the acoustic log-probs
-    word_score: float = 0.0  # added per word (word LM) or per space (char LM): insertion bonus
+    lm_weight: float = 0.6  # weight of the LM's log10 score against the acoustic log-probs
+    word_score: float = 0.5  # added per word (word LM) or per space (char LM): insertion bonus
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
