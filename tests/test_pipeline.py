@@ -12,6 +12,8 @@ import yaml
 from helpers import REPO, copy_project
 from speechquant.store import Store
 
+FIGURES = ("size_vs_cer", "latency_vs_batch", "training", "edits_vs_length")
+
 ENV = {
     **os.environ,
     "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -72,7 +74,19 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     assert interval["ci95_low"] <= interval["cer_difference"] <= interval["ci95_high"]
     assert "| static_int8 |" in (project / "reports" / "evaluation.md").read_text()
     plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
-    assert "cer_per_variant" in plots and "plots/eval/fp32/dev.csv" in plots
+    assert "cer_per_variant" in plots and "plots/eval/fp32/dev.csv" in plots and "latency_vs_batch" in plots
+
+    benchmark = json.loads((project / "metrics" / "benchmark.json").read_text())
+    assert "avx512_vnni" in benchmark["hardware"]["flags"] and benchmark["hardware"]["onnxruntime"]
+    assert set(benchmark["variants"]) == {
+        *json.loads((project / "metrics" / "compare.json").read_text()),
+        "pytorch_fp32",
+    }
+    fp32_latency = benchmark["variants"]["fp32"]["latency"]["batch1_1s_1thread"]
+    assert fp32_latency["speedup_vs_fp32"] == 1.0 and fp32_latency["latency_ms_p50"] > 0
+    report = (project / "REPORT.md").read_text()
+    assert "| static_int8 |" in report and "## Against the study" in report and "**worst**" in report
+    assert all((project / "reports" / "figures" / f"{name}.png").stat().st_size > 10_000 for name in FIGURES)
 
     assert "Data and pipelines are up to date" in dvc(project, "status")
 
@@ -111,6 +125,7 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
     assert "Running stage 'quantize@static_int8'" in experiment
     assert "Running stage 'evaluate@static_int8'" in experiment and "Running stage 'compare'" in experiment
     unchanged = ("corpus", "features", "train", "export", "lm", "evaluate@fp32", "evaluate@fp16")
+    assert "Running stage 'benchmark'" in experiment and "Running stage 'report'" in experiment
     assert not any(f"Running stage '{stage}'" in experiment for stage in unchanged)
     assert json.loads((project / "metrics" / "quantize" / "static_int8.json").read_text())["float_layers"] == ["conv0"]
     differences = dvc(project, "metrics", "diff")

@@ -110,6 +110,10 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, t
     assert result.returncode == 0, result.stderr[-2000:]
     a = torch.load(tmp_path / "single.pt", weights_only=True)
     b = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    # The losses are the sharp check: equal to float noise when the global batches are the same.
+    assert [e["train_loss"] for e in b["history"]] == pytest.approx([e["train_loss"] for e in a["history"]], rel=1e-5)
+    assert [e["dev_loss"] for e in b["history"]] == pytest.approx([e["dev_loss"] for e in a["history"]], rel=1e-5)
+    # Weights only roughly: Adam divides by the gradient's own scale, so float noise in a
+    # near-zero gradient (conv0, far from the loss) becomes a step of up to the learning rate.
     for name, tensor in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][name], tensor, atol=1e-4, rtol=1e-3)
-    assert [e["train_loss"] for e in b["history"]] == pytest.approx([e["train_loss"] for e in a["history"]], rel=1e-4)
+        assert float((b["state_dict"][name] - tensor).norm() / tensor.norm()) < 0.03, name

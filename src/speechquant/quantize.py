@@ -74,17 +74,40 @@ VARIANTS = {
 
 @dataclass(frozen=True)
 class CalibrationOptions:
-    """The ``quant.calibration`` params."""
+    """The ``quant.calibration`` params.
 
-    method: str = "minmax"
+    ORT's histogram calibrators (percentile, entropy) stack every calibration output into
+    one array, so they need inputs of one length: each utterance is cut to its middle
+    ``frames`` frames, and utterances shorter than that are passed over. MinMax takes
+    whole utterances.
+    """
+
+    method: str = "percentile"
     utterances: int = 200
+    frames: int = 300
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in CALIBRATION_METHODS:
             raise ValueError(f"method {self.method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
-        if self.utterances < 1:
-            raise ValueError("utterances must be at least 1")
+        if self.utterances < 1 or self.frames < 1:
+            raise ValueError("utterances and frames must be at least 1")
+
+    def inputs(self, store: Store) -> list[dict[str, np.ndarray]]:
+        """The calibration batches (one utterance each), chosen with ``seed``."""
+        if self.method == "minmax":
+            return utterance_inputs(store, self.utterances, self.seed)
+        order = np.random.default_rng(self.seed).permutation(len(store))
+        lengths = np.diff(store.offsets)
+        chosen = sorted([int(i) for i in order if lengths[i] >= self.frames][: self.utterances])
+        if not chosen:
+            raise UserError(f"no calibration utterance has {self.frames} frames; lower quant.calibration.frames")
+        inputs = []
+        for index in chosen:
+            start = (int(lengths[index]) - self.frames) // 2
+            features = np.asarray(store[index], dtype=np.float32)[start : start + self.frames]
+            inputs.append({"features": features[None], "lengths": np.array([self.frames], dtype=np.int64)})
+        return inputs
 
 
 @dataclass(frozen=True)
@@ -200,7 +223,7 @@ def quantize(
             if calibration_store is None:
                 raise UserError(f"{variant} needs calibration utterances")
             calibration = options.calibration
-            inputs = utterance_inputs(calibration_store, calibration.utterances, calibration.seed)
+            inputs = calibration.inputs(calibration_store)
             quantize_static(
                 source,
                 temporary,

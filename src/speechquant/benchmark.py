@@ -1,0 +1,194 @@
+"""Latency, memory and size of every variant, measured side by side in one process.
+
+This machine is shared and noisy, so ratios are only fair when the variants are timed
+under the same conditions: every configuration runs all variants in interleaved
+rounds (each round times each variant once, in an order rotated from round to round)
+after warm-up calls, and the ratios to fp32 are taken within the configuration.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from speechquant.store import Store
+
+FRAMES_PER_SECOND = 100  # 10 ms hop
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
+PYTORCH = "pytorch_fp32"
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions:
+    """What to time. ``threads`` 0 means one per CPU core."""
+
+    batches: tuple[int, ...] = (1, 8, 32)  # at the middle audio length
+    seconds: tuple[float, ...] = (2.0, 10.0, 20.0)  # at batch 1
+    threads: tuple[int, ...] = (1, 0)
+    rounds: int = 10
+    warmup: int = 2
+    pytorch: bool = True  # time the PyTorch eager fp32 model as a reference row
+
+    def __post_init__(self) -> None:
+        if not self.batches or not self.seconds or not self.threads:
+            raise ValueError("batches, seconds and threads must each list at least one value")
+        if min(self.batches) < 1 or min(self.seconds) <= 0 or min(self.threads) < 0:
+            raise ValueError("batches must be >= 1, seconds > 0, threads >= 0")
+        if self.rounds < 1 or self.warmup < 0:
+            raise ValueError("rounds must be >= 1 and warmup >= 0")
+
+    def configurations(self) -> list[tuple[int, float]]:
+        """(batch, seconds): the batch sweep at the middle length, the length sweep at batch 1."""
+        middle = sorted(self.seconds)[len(self.seconds) // 2]
+        pairs = [(batch, middle) for batch in self.batches] + [(1, seconds) for seconds in self.seconds]
+        return sorted(set(pairs))
+
+
+def thread_count(threads: int) -> int:
+    return threads or os.cpu_count() or 1
+
+
+def hardware_stamp() -> dict[str, Any]:
+    """What the numbers were measured on, so that unlike machines are never compared silently."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        for line in cpuinfo.splitlines():
+            if line.startswith("model name") and model in ("unknown", platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "flags": {flag: flag in flags for flag in CPU_FLAGS},
+        "onnxruntime": ort.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def benchmark_inputs(store: Store, batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """``batch`` real dev utterances, each tiled or cut to exactly ``seconds`` of audio."""
+    frames = round(seconds * FRAMES_PER_SECOND)
+    rows = []
+    for index in range(batch):
+        utterance = np.asarray(store[index % len(store)], dtype=np.float32)
+        repeats = -(-frames // len(utterance))
+        rows.append(np.tile(utterance, (repeats, 1))[:frames])
+    return np.stack(rows), np.full(batch, frames, dtype=np.int64)
+
+
+def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
+    """A function running the model, and the seconds its session took to create."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = thread_count(threads)
+    options.inter_op_num_threads = 1
+    started = time.perf_counter()
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    created = time.perf_counter() - started
+    return (lambda features, lengths: session.run(None, {"features": features, "lengths": lengths})), created
+
+
+def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
+    """The trained model in PyTorch eager mode, fp32, batch norm folded like the export."""
+    import torch
+
+    from speechquant.export import fold_batch_norm
+    from speechquant.train import load_model
+
+    torch.set_num_threads(thread_count(threads))
+    started = time.perf_counter()
+    model = fold_batch_norm(load_model(checkpoint)).eval()
+    created = time.perf_counter() - started
+
+    def run(features: np.ndarray, lengths: np.ndarray) -> Any:
+        with torch.inference_mode():
+            return model(torch.from_numpy(features), torch.from_numpy(lengths))
+
+    return run, created
+
+
+def time_interleaved(
+    runners: dict[str, Callable[[np.ndarray, np.ndarray], Any]],
+    features: np.ndarray,
+    lengths: np.ndarray,
+    rounds: int,
+    warmup: int,
+) -> dict[str, list[float]]:
+    """Seconds per call of every runner, timed in interleaved, rotated rounds after warm-up."""
+    names = list(runners)
+    for _ in range(warmup):
+        for name in names:
+            runners[name](features, lengths)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            started = time.perf_counter()
+            runners[name](features, lengths)
+            times[name].append(time.perf_counter() - started)
+    return times
+
+
+def latency_summary(times: list[float], batch: int, seconds: float) -> dict[str, float]:
+    p50, p90 = np.percentile(times, [50, 90])
+    return {
+        "latency_ms_p50": round(float(p50) * 1000, 3),
+        "latency_ms_p90": round(float(p90) * 1000, 3),
+        "rtf": round(float(p50) / (batch * seconds), 6),  # compute seconds per audio second
+    }
+
+
+def _peak_memory_child(path: str, threads: int, batch: int, seconds: float, store_path: str) -> None:
+    """Runs in a fresh interpreter: one batch through the model (none when ``path`` is empty)."""
+    inputs = benchmark_inputs(Store(store_path), batch, seconds)
+    if path:
+        run, _ = onnx_runner(Path(path), threads)
+        run(*inputs)
+    print(_peak_rss_kb())
+
+
+def _peak_rss_kb() -> int:
+    """This process's peak resident memory. ``VmHWM`` rather than ``ru_maxrss``: Linux keeps
+    ``ru_maxrss`` across exec, so a child of a big parent would report the parent's size."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def peak_memory_mb(path: Path, threads: int, batch: int, seconds: float, store: Store) -> dict[str, float]:
+    """Peak resident memory of a fresh interpreter that loads the model and runs one batch.
+
+    A fresh process, so each variant's peak is its own and not the high-water mark of
+    everything timed before it; ``added_by_model_mb`` subtracts the same process run
+    without a model (interpreter, libraries and inputs).
+    """
+
+    def peak_kb(model: str) -> int:
+        arguments = f"{model!r}, {threads}, {batch}, {seconds}, {str(store.path)!r}"
+        code = f"from speechquant.benchmark import _peak_memory_child as c; c({arguments})"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"measuring the memory of {model or 'no model'} failed: {result.stderr[-500:]}")
+        return int(result.stdout.split()[-1])
+
+    peak, baseline = peak_kb(str(path)), peak_kb("")
+    return {"peak_rss_mb": round(peak / 1024, 1), "added_by_model_mb": round((peak - baseline) / 1024, 1)}

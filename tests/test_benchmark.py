@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from speechquant.benchmark import (
+    BenchmarkOptions,
+    benchmark_inputs,
+    hardware_stamp,
+    latency_summary,
+    onnx_runner,
+    peak_memory_mb,
+    time_interleaved,
+)
+from speechquant.report import pareto_front
+
+
+def test_configurations_sweep_batch_at_the_middle_length_and_length_at_batch_one():
+    options = BenchmarkOptions(batches=(1, 8, 32), seconds=(2, 10, 20))
+    assert options.configurations() == [(1, 2), (1, 10), (1, 20), (8, 10), (32, 10)]
+    with pytest.raises(ValueError):
+        BenchmarkOptions(batches=())
+
+
+def test_inputs_are_real_frames_cut_or_tiled_to_the_asked_length(features):
+    batch, lengths = benchmark_inputs(features, 3, 12.5)
+    assert batch.shape == (3, 1250, 40) and lengths.tolist() == [1250] * 3
+    first = np.asarray(features[0], dtype=np.float32)
+    assert np.array_equal(batch[0, : len(first)], first)  # the utterance itself, then repeated
+    assert np.array_equal(batch[0, len(first) : 2 * len(first)][: 1250 - len(first)], first[: 1250 - len(first)])
+
+
+def test_rounds_interleave_the_variants_in_a_rotating_order():
+    calls = []
+    runners = {name: (lambda n: lambda features, lengths: calls.append(n))(name) for name in "abc"}
+    times = time_interleaved(runners, np.zeros(1), np.zeros(1), rounds=3, warmup=1)
+    assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+
+
+def test_latency_summary_reports_percentiles_and_real_time_factor():
+    summary = latency_summary([0.1, 0.2, 0.3, 0.4, 1.0], batch=2, seconds=10)
+    assert summary["latency_ms_p50"] == 300.0 and summary["latency_ms_p90"] > summary["latency_ms_p50"]
+    assert summary["rtf"] == pytest.approx(0.3 / 20)
+
+
+def test_a_session_runs_and_its_peak_memory_is_measured_apart(exported, features):
+    run, created = onnx_runner(exported, threads=1)
+    log_probs, _ = run(*benchmark_inputs(features, 2, 3))
+    assert log_probs.shape[:2] == (2, 151) and created > 0
+    memory = peak_memory_mb(exported, 1, 2, 3, features)
+    assert memory["peak_rss_mb"] > memory["added_by_model_mb"] > 5  # the weights, at least
+
+
+def test_the_hardware_stamp_names_the_instruction_sets_that_decide_int8_speed():
+    stamp = hardware_stamp()
+    assert {"avx512_vnni", "amx_int8", "avx2"} <= set(stamp["flags"]) and stamp["cores"] >= 1
+
+
+def test_pareto_front_keeps_only_points_nothing_beats_on_both_axes():
+    points = [(21.0, 0.13, "fp32"), (10.5, 0.13, "fp16"), (5.3, 0.135, "int8"), (6.2, 0.14, "semi"), (5.4, 0.2, "x")]
+    assert [name for _, _, name in pareto_front(points)] == ["int8", "fp16"]
