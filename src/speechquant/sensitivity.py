@@ -89,25 +89,31 @@ def search(
     reference_cer: float,
     costs: dict[str, dict[str, float]],
     options: AutoOptions,
-    single_layer: dict[str, Score] | None = None,
+    known: dict[tuple[str, ...], Score] | None = None,
 ) -> tuple[tuple[str, ...] | None, list[dict[str, Any]]]:
     """The cheapest set of float layers meeting the budget, and every candidate tried.
 
-    ``score(layers)`` scores the model with ``layers`` kept in float. Sets grow one layer
+    ``score(layers)`` scores the model with ``layers`` kept in float (``known`` holds scores
+    already measured, such as the sensitivity's single-layer ones). Sets grow one layer
     at a time; at two or more layers only the ``search_width`` layers whose float copy
     helped most alone are combined. Returns None when no set within ``max_float_layers``
     meets the budget.
     """
     budget = reference_cer * (1 + options.max_cer_increase)
     trace: list[dict[str, Any]] = []
-    scored: dict[tuple[str, ...], Score] = {(layer,): s for layer, s in (single_layer or {}).items()}
+    scored: dict[tuple[str, ...], Score] = dict(known or {})
 
     def tried(layers: tuple[str, ...]) -> Score:
         if layers not in scored:
             scored[layers] = score(layers)
         result = scored[layers]
         trace.append(
-            {"float_layers": list(layers), "cer": round(result.cer, 6), "kl": round(result.kl, 6), "meets": result.cer <= budget}
+            {
+                "float_layers": list(layers),
+                "cer": round(result.cer, 6),
+                "kl": round(result.kl, 6),
+                "meets": result.cer <= budget,
+            }
         )
         return result
 
@@ -117,10 +123,12 @@ def search(
     passing = [(layer,) for layer, s in singles.items() if s.cer <= budget]
     if passing:
         return min(passing, key=lambda layers: cost_key(layers, costs)), trace
-    helpful = sorted(singles, key=lambda layer: singles[layer].cer)[: options.search_width]
+    helpful = sorted(
+        sorted(singles, key=lambda layer: singles[layer].cer)[: options.search_width], key=LAYER_NAMES.index
+    )
     for size in range(2, options.max_float_layers + 1):
-        candidates = sorted(itertools.combinations(sorted(helpful, key=LAYER_NAMES.index), size), key=lambda s: cost_key(s, costs))
-        passing = [layers for layers in candidates if tried(layers).cer <= budget]
-        if passing:
-            return min(passing, key=lambda layers: cost_key(layers, costs)), trace
+        # Cheapest first, so the first set that meets the budget is the one to keep.
+        for layers in sorted(itertools.combinations(helpful, size), key=lambda s: cost_key(s, costs)):
+            if tried(layers).cer <= budget:
+                return layers, trace
     return None, trace
