@@ -1,6 +1,8 @@
 """DVC stage `quantize@<variant>`: one quantized variant of the exported model, with its guards."""
 
 import argparse
+import json
+from dataclasses import replace
 from pathlib import Path
 
 from speechquant.errors import exit_on_user_error
@@ -18,8 +20,13 @@ def main() -> None:
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--output-dir", type=Path, default=Path("models/quantized"))
     parser.add_argument("--metrics-dir", type=Path, default=Path("metrics/quantize"))
+    parser.add_argument("--auto-choice", type=Path, default=Path("models/auto_int8.json"), help="for auto_int8")
     args = parser.parse_args()
     options = build(QuantOptions, section(load_params(), "quant"), "quant")
+    if args.variant == "auto_int8":
+        # The sensitivity stage's choice, on top of what quant.exclude keeps in float anyway.
+        chosen = json.loads(args.auto_choice.read_text(encoding="utf-8"))["float_layers"]
+        options = replace(options, exclude=tuple(dict.fromkeys([*options.exclude, *chosen])))
     output = args.output_dir / f"{args.variant}.onnx"
     train, dev = Store(args.features / "train"), Store(args.features / "dev")
     keep_float, measured = quantize(args.variant, args.model, output, options, train, args.checkpoint, dev)

@@ -97,6 +97,9 @@ def main() -> None:
     for v in (reference, "static_int8"):
         if v in variants:
             lines += [f"### {v}", "", *example_lines(Path("plots/eval") / v / "dev.csv"), ""]
+    sensitivity_path = Path("metrics/sensitivity.json")
+    if sensitivity_path.exists():
+        lines += _sensitivity_section(load(sensitivity_path), evaluation, variants, reference)
     lines += ["## Figures", ""]
     for name, title in [
         ("size_vs_cer", "Size vs dev CER, with the Pareto front"),
@@ -127,6 +130,48 @@ def _study_table(evaluation: dict, sizes: dict, variants: list[str], reference: 
             f"{ours:.2f} | {ours / ours_float - 1:+.1%} |"
         )
     return "\n".join(rows)
+
+
+def _sensitivity_section(sensitivity: dict, evaluation: dict, variants: list[str], reference: str) -> list[str]:
+    """Per-layer table and the automatic choice set against the study's hand choice (conv0 in float)."""
+    chosen = sensitivity["auto_float_layers"]
+    lines = [
+        "## Which layers to keep in float",
+        "",
+        f"On {sensitivity['dev_subset_utterances']} dev utterances (fp32 CER {sensitivity['fp32_cer']:.4f}); "
+        f"every layer int8: {sensitivity['all_layers_int8_cer_change']:+.2%}. "
+        f"Relative CER change and mean per-frame KL(fp32 || variant):",
+        "",
+        "| layer | only this layer int8 | KL | all but this layer int8 | KL | parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for layer, row in sensitivity["layers"].items():
+        lines.append(
+            f"| {layer} | {row['only_this_layer_cer_change']:+.2%} | {row['only_this_layer_kl']:.4f} | "
+            f"{row['all_but_this_layer_cer_change']:+.2%} | {row['all_but_this_layer_kl']:.4f} | {row['parameters']} |"
+        )
+    verdict = "meets" if sensitivity["auto_meets_budget"] else "does not meet"
+    lines += [
+        "",
+        f"Automatic choice (budget {sensitivity['max_cer_increase']:.1%} relative): keep "
+        f"{', '.join(chosen) or 'no layer'} in float ({verdict} the budget on the subset; "
+        f"{sensitivity['candidates_scored']} candidates scored in {sensitivity['seconds']:.0f} s).",
+        "",
+        "| variant | float layers | dev CER | test CER | test vs fp32 |",
+        "|---|---|---|---|---|",
+    ]
+    test_reference = evaluation[reference].get("test", {}).get("cer")
+    for variant, layers in (
+        ("static_semi_int8", "conv0 (the study's hand choice)"),
+        ("auto_int8", ", ".join(chosen) or "none"),
+    ):
+        if variant in variants:
+            test = evaluation[variant].get("test", {}).get("cer")
+            change = f"{test / test_reference - 1:+.2%}" if test and test_reference else "-"
+            lines.append(
+                f"| {variant} | {layers} | {evaluation[variant]['dev']['cer']:.4f} | {_fmt(test)} | {change} |"
+            )
+    return [*lines, "", "![Layer sensitivity](reports/sensitivity.png)", ""]
 
 
 def _fmt(value: float | None) -> str:

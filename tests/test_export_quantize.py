@@ -60,7 +60,7 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
     keep_float, _ = quantize(variant, exported, output, options, features)
     metrics = report(variant, output, exported, keep_float, utterance_inputs(features, 2, seed=0))
     kernels = metrics["conv_kernels"]
-    if variant.startswith("static"):
+    if variant.startswith("static") or variant == "auto_int8":
         assert kernels.get("QLinearConv") == 11 - len(keep_float)
     elif variant.startswith("dynamic"):
         assert kernels.get("ConvInteger") == 11 - len(keep_float)

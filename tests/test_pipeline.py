@@ -84,8 +84,15 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     }
     fp32_latency = benchmark["variants"]["fp32"]["latency"]["batch1_1s_1thread"]
     assert fp32_latency["speedup_vs_fp32"] == 1.0 and fp32_latency["latency_ms_p50"] > 0
+    sensitivity = json.loads((project / "metrics" / "sensitivity.json").read_text())
+    assert list(sensitivity["layers"]) == [f"conv{i}" for i in range(11)]
+    assert (
+        sensitivity["auto_float_layers"]
+        == json.loads((project / "metrics" / "quantize" / "auto_int8.json").read_text())["float_layers"]
+    )
     report = (project / "REPORT.md").read_text()
     assert "| static_int8 |" in report and "## Against the study" in report and "**worst**" in report
+    assert "## Which layers to keep in float" in report and "| auto_int8 |" in report
     assert all((project / "reports" / "figures" / f"{name}.png").stat().st_size > 10_000 for name in FIGURES)
 
     assert "Data and pipelines are up to date" in dvc(project, "status")

@@ -42,6 +42,7 @@ from speechquant.export import load_onnx
 from speechquant.fileio import atomic_path
 from speechquant.model import LAYER_NAMES
 from speechquant.qat import QatOptions
+from speechquant.sensitivity import AutoOptions
 from speechquant.store import Store
 
 CALIBRATION_METHODS = {
@@ -69,6 +70,8 @@ VARIANTS = {
     "static_int8": Recipe("static", QuantType.QInt8),
     "static_semi_int8": Recipe("static", QuantType.QInt8, ("conv0",)),
     "qat_int8": Recipe("qat", QuantType.QInt8),
+    # static_int8 with the layers the sensitivity stage chose to keep in float (issue: auto choice).
+    "auto_int8": Recipe("static", QuantType.QInt8),
 }
 
 
@@ -119,8 +122,11 @@ class QuantOptions:
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     check_utterances: int = 20
     qat: QatOptions = field(default_factory=QatOptions)
+    auto: AutoOptions = field(default_factory=AutoOptions)
 
     def __post_init__(self) -> None:
+        if isinstance(self.auto, dict):
+            object.__setattr__(self, "auto", AutoOptions(**self.auto))
         if isinstance(self.calibration, dict):
             object.__setattr__(self, "calibration", CalibrationOptions(**self.calibration))
         if isinstance(self.qat, dict):
@@ -167,6 +173,7 @@ def quantize(
     calibration_store: Store | None = None,
     checkpoint: Path | None = None,
     dev_store: Store | None = None,
+    calibration_cache: Path | None = None,
 ) -> tuple[list[str], dict[str, Any]]:
     """Write ``variant`` of the model at ``source`` to ``output``.
 
@@ -235,6 +242,8 @@ def quantize(
                 activation_type=QuantType.QUInt8,
                 weight_type=recipe.weight_type,
                 calibrate_method=CALIBRATION_METHODS[calibration.method],
+                # Ranges of every conv tensor, reused by later calls (the sensitivity search).
+                calibration_cache_path=calibration_cache,
             )
     return keep_float, measured
 

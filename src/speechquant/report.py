@@ -113,3 +113,19 @@ def example_lines(csv_path: Path) -> list[str]:
             f"  - hypothesis: {example['hypothesis']}",
         ]
     return lines
+
+
+def plot_sensitivity(rows: list[dict[str, Any]], path: Path) -> None:
+    """Per layer: relative CER change when only it is int8, and when every layer but it is."""
+    figure, axes = plt.subplots(figsize=(7.5, 4.2))
+    layers = [row["layer"] for row in rows]
+    positions = range(len(layers))
+    only = [100 * row["only_this_layer_cer_change"] for row in rows]
+    all_but = [100 * row["all_but_this_layer_cer_change"] for row in rows]
+    axes.bar([p - 0.2 for p in positions], only, width=0.4, label="only this layer int8")
+    axes.bar([p + 0.2 for p in positions], all_but, width=0.4, label="all layers but this one int8")
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(list(positions), layers, rotation=45)
+    axes.set(ylabel="CER change vs fp32 (%)", title="Layer sensitivity (dev subset)")
+    axes.legend(fontsize=8)
+    _save(figure, path)

@@ -1,0 +1,132 @@
+"""DVC stage `sensitivity`: each layer's effect on CER and KL when quantized alone or left out,
+and the automatic choice of layers to keep in float for the `auto_int8` variant."""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from speechquant.decode import Decoder, DecoderOptions
+from speechquant.errors import UserError, exit_on_user_error
+from speechquant.evaluate import model_outputs
+from speechquant.fileio import write_csv, write_json
+from speechquant.metrics import error_rate
+from speechquant.model import LAYER_NAMES
+from speechquant.params import build, load_params, section
+from speechquant.quantize import QuantOptions, quantize, session
+from speechquant.report import plot_sensitivity
+from speechquant.sensitivity import Score, layer_costs, mean_kl, search, subset
+from speechquant.store import Store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--lm-dir", type=Path, default=Path("models/lm"))
+    parser.add_argument("--choice", type=Path, default=Path("models/auto_int8.json"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/sensitivity.json"))
+    parser.add_argument("--plot", type=Path, default=Path("plots/sensitivity/layers.csv"))
+    parser.add_argument("--figure", type=Path, default=Path("reports/sensitivity.png"))
+    args = parser.parse_args()
+    params = load_params()
+    options = build(QuantOptions, section(params, "quant"), "quant")
+    auto = options.auto
+    decoding = build(DecoderOptions, section(params, "decode"), "decode")
+    decoder = Decoder(decoding, args.lm_dir / f"{decoding.lm}.arpa" if decoding.lm != "none" else None)
+    train, dev = Store(args.features / "train"), Store(args.features / "dev")
+    chosen_ids = set(subset(dev, auto.utterances, auto.seed))
+    references = [u.text for i, u in enumerate(dev.utterances) if i in chosen_ids]
+    if any(r is None for r in references):
+        raise UserError("the dev split has utterances without transcripts; sensitivity needs references")
+
+    def outputs(path: Path) -> list[np.ndarray]:
+        every, _ = model_outputs(session(path, threads=1), dev, batch_size=32, workers=2)
+        return [every[i] for i in sorted(chosen_ids)]
+
+    reference_outputs = outputs(args.model)
+    reference_cer = error_rate(references, [decoder(o, len(o)) for o in reference_outputs])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = Path(scratch) / "calibration.json"
+
+        def measure(float_layers: tuple[str, ...]) -> Score:
+            """The static int8 model with exactly ``float_layers`` in float, scored on the subset."""
+            candidate = Path(scratch) / "candidate.onnx"
+            exclude = tuple(sorted(float_layers, key=LAYER_NAMES.index))
+            quantize(
+                "static_int8",
+                args.model,
+                candidate,
+                QuantOptions(exclude=exclude, calibration=options.calibration),
+                train,
+                calibration_cache=cache,
+            )
+            got = outputs(candidate)
+            return Score(error_rate(references, [decoder(o, len(o)) for o in got]), mean_kl(reference_outputs, got))
+
+        # The per-layer table measures each layer's own effect, whatever quant.exclude says.
+        every_layer = measure(())
+        only, all_but = {}, {}
+        for layer in tqdm(LAYER_NAMES, desc="sensitivity"):
+            only[layer] = measure(tuple(other for other in LAYER_NAMES if other != layer))
+            all_but[layer] = measure((layer,))
+        costs = layer_costs(args.model)
+
+        # The choice is made on top of quant.exclude: those layers stay float in every candidate.
+        def with_exclude(layers: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(sorted(set(layers) | set(options.exclude), key=LAYER_NAMES.index))
+
+        known = {(): every_layer, **{(layer,): all_but[layer] for layer in LAYER_NAMES}} if not options.exclude else {}
+        chosen, trace = search(lambda layers: measure(with_exclude(layers)), reference_cer, costs, auto, known)
+    seconds = time.perf_counter() - started
+
+    def relative(cer: float) -> float:
+        return round(cer / max(reference_cer, 1e-12) - 1, 5)
+
+    rows = [
+        {
+            "layer": layer,
+            "only_this_layer_cer_change": relative(only[layer].cer),
+            "only_this_layer_kl": round(only[layer].kl, 6),
+            "all_but_this_layer_cer_change": relative(all_but[layer].cer),
+            "all_but_this_layer_kl": round(all_but[layer].kl, 6),
+            "parameters": int(costs[layer]["parameters"]),
+            "macs_per_frame": int(costs[layer]["macs_per_frame"]),
+        }
+        for layer in LAYER_NAMES
+    ]
+    met = chosen is not None
+    float_layers = list(chosen) if met else list(min(trace, key=lambda t: t["cer"])["float_layers"])
+    write_json(args.choice, {"float_layers": float_layers, "meets_budget": met})
+    write_csv(args.plot, rows)
+    plot_sensitivity(rows, args.figure)
+    write_json(
+        args.metrics,
+        {
+            "dev_subset_utterances": len(references),
+            "fp32_cer": round(reference_cer, 6),
+            "max_cer_increase": auto.max_cer_increase,
+            "all_layers_int8_cer_change": relative(every_layer.cer),
+            "auto_float_layers": float_layers,
+            "auto_meets_budget": met,
+            "candidates_scored": len({tuple(t["float_layers"]) for t in trace} | set(known)) + len(LAYER_NAMES),
+            "seconds": round(seconds, 1),
+            "layers": {row["layer"]: {k: v for k, v in row.items() if k != "layer"} for row in rows},
+            "search": trace,
+        },
+    )
+    print(f"fp32 CER {reference_cer:.4f} on {len(references)} dev utterances")
+    print(f"every layer int8: CER {relative(every_layer.cer):+.2%}")
+    for row in rows:
+        only_change, but_change = row["only_this_layer_cer_change"], row["all_but_this_layer_cer_change"]
+        print(f"{row['layer']:>6}: only it int8 {only_change:+.2%}, all but it int8 {but_change:+.2%}")
+    verdict = "meets" if met else "MISSES"
+    print(f"auto_int8 keeps {float_layers or 'no layer'} in float ({verdict} the budget) in {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
