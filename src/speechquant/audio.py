@@ -1,7 +1,8 @@
 """Audio loading and the 40-band log-mel features the model reads.
 
 Log-mel is computed with ``torch.stft`` and a Slaney-style mel filterbank built here:
-torchaudio's wheels need CUDA libraries and do not import beside CPU torch.
+torchaudio's wheels need CUDA libraries and do not import beside CPU torch. The same
+features in NumPy (``log_mel_numpy``) serve the runtime path, which must not need torch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import soxr
-import torch
 
 SAMPLE_RATE = 16_000
 LOG_FLOOR = 1e-10  # power below this is silence; keeps log() finite on digital zeros
@@ -80,6 +80,8 @@ def mel_filterbank(n_mels: int, n_fft: int) -> np.ndarray:
 
 def mel_power(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
     """Mel power spectrogram, shape (frames, n_mels): the same quantity HW4P2 ships."""
+    import torch
+
     waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
     window = torch.hann_window(options.win_length)
     spectrum = torch.stft(
@@ -104,3 +106,26 @@ def log_mel(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarr
 def log_of_power(power: np.ndarray) -> np.ndarray:
     """The one place mel power becomes features, for computed and HW4P2's given spectra alike."""
     return np.log(np.maximum(power, LOG_FLOOR)).astype(np.float32)
+
+
+def mel_power_numpy(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
+    """``mel_power`` without torch: the same centered, reflect-padded, periodic-Hann STFT."""
+    samples = np.asarray(samples, dtype=np.float32)
+    half = options.n_fft // 2
+    mode = "reflect" if len(samples) > half else "constant"  # reflect needs more samples than the pad
+    padded = np.pad(samples, half, mode=mode)
+    frames = 1 + (len(padded) - options.n_fft) // options.hop_length
+    window = np.zeros(options.n_fft, dtype=np.float64)
+    offset = (options.n_fft - options.win_length) // 2
+    window[offset : offset + options.win_length] = 0.5 - 0.5 * np.cos(
+        2 * np.pi * np.arange(options.win_length) / options.win_length
+    )
+    starts = np.arange(frames) * options.hop_length
+    framed = padded[starts[:, None] + np.arange(options.n_fft)] * window
+    power = np.abs(np.fft.rfft(framed, axis=1)) ** 2  # (frames, bins), float64
+    return (power @ mel_filterbank(options.n_mels, options.n_fft).T.astype(np.float64)).astype(np.float32)
+
+
+def log_mel_numpy(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
+    """``log_mel`` without torch."""
+    return log_of_power(mel_power_numpy(samples, options))

@@ -1,0 +1,193 @@
+"""Transcribing audio files with any exported or quantized model, without PyTorch.
+
+Long files are read, resampled and featurized in chunks, so memory stays bounded by the
+chunk size, not the file length. Each chunk is run with ``context`` seconds of audio on
+either side (more than the model's receptive field, about 1 s each way) and only its own
+frames' log-probs are kept; the whole file's log-probs are then decoded at once.
+
+The model normalizes each input by its own per-bin mean and variance, so a chunk run
+alone would be normalized by the chunk's statistics, not the file's, and decode
+differently from one pass over the file. A first pass therefore sums the file's
+statistics; the second adds to each chunk, beyond the reach of its kept frames, filler
+frames chosen so that the chunk plus filler has exactly the file's mean and variance.
+The kept log-probs then equal those of one pass up to float rounding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import soundfile
+import soxr
+
+from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel_numpy
+from speechquant.ctc import output_frames
+from speechquant.decode import Decoder
+from speechquant.errors import UserError
+from speechquant.text import NUM_CLASSES
+
+HOP = MelOptions().hop_length  # samples per feature frame
+STRIDE = 2  # feature frames per output frame (conv0)
+READ_BLOCK_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ChunkOptions:
+    chunk_seconds: float = 30.0
+    context_seconds: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_seconds <= 0 or self.context_seconds < 0:
+            raise ValueError("chunk_seconds must be > 0 and context_seconds >= 0")
+
+    def frames(self, seconds: float) -> int:
+        """Whole output frames' worth of feature frames, so chunk edges fall on output frames."""
+        return max(STRIDE, int(seconds * SAMPLE_RATE / HOP) // STRIDE * STRIDE)
+
+
+@dataclass
+class Transcript:
+    file: str
+    text: str
+    audio_seconds: float
+    compute_seconds: float
+
+
+def open_model(path: Path, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime session, refused unless it reads (batch, frames, 40) and writes 35 classes."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        raise UserError(f"{path}: not a model ONNX Runtime can load ({str(error)[:200]})") from None
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    outputs = session.get_outputs()
+    n_mels = MelOptions().n_mels
+    if set(inputs) != {"features", "lengths"} or len(inputs["features"]) != 3 or inputs["features"][2] != n_mels:
+        raise UserError(f"{path}: expected inputs features (batch, frames, {n_mels}) and lengths, got {inputs}")
+    if len(outputs) < 2 or len(outputs[0].shape) != 3 or outputs[0].shape[2] != NUM_CLASSES:
+        got = [(o.name, o.shape) for o in outputs]
+        raise UserError(f"{path}: expected log_probs (batch, frames, {NUM_CLASSES}) and output_lengths, got {got}")
+    return session
+
+
+def resampled_blocks(path: Path) -> Iterator[np.ndarray]:
+    """The file as 16 kHz mono float32 blocks, read and resampled a block at a time."""
+    with soundfile.SoundFile(str(path)) as audio:
+        resampler = soxr.ResampleStream(audio.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        block = max(1, int(READ_BLOCK_SECONDS * audio.samplerate))
+        while True:
+            samples = audio.read(block, dtype="float32", always_2d=True)
+            last = len(samples) < block
+            mono = np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32)
+            out = mono if audio.samplerate == SAMPLE_RATE else resampler.resample_chunk(mono, last=last)
+            if len(out):
+                yield out
+            if last:
+                return
+
+
+@dataclass
+class Chunk:
+    features: np.ndarray  # (frames, n_mels) from feature frame ``first`` on
+    first: int
+    keep_from: int  # first feature frame whose outputs are kept
+    keep_to: int | None  # end (exclusive) of kept feature frames; None: to the end of the file
+
+
+def chunks_of(path: Path, options: ChunkOptions) -> Iterator[Chunk]:
+    """The file's chunks in order; memory holds one chunk plus a read block."""
+    core, context = options.frames(options.chunk_seconds), options.frames(options.context_seconds)
+    buffer, buffer_start, keep_from, total = np.zeros(0, dtype=np.float32), 0, 0, 0
+
+    def chunk(last: bool) -> Chunk:
+        first = max(0, keep_from - context)
+        audio = buffer[first * HOP - buffer_start :]
+        if not last:
+            audio = audio[: (keep_from + core + context - first) * HOP]
+        return Chunk(log_mel_numpy(audio), first, keep_from, None if last else keep_from + core)
+
+    for block in resampled_blocks(path):
+        buffer = np.concatenate([buffer, block])
+        total += len(block)
+        while buffer_start + len(buffer) >= (keep_from + core + context) * HOP:
+            yield chunk(last=False)
+            keep_from += core
+            drop = max(0, (keep_from - context) * HOP - buffer_start)
+            buffer, buffer_start = buffer[drop:], buffer_start + drop
+    if total == 0:
+        raise UserError(f"{path}: no audio")
+    yield chunk(last=True)
+
+
+def kept_rows(chunk: Chunk) -> np.ndarray:
+    start = chunk.keep_from - chunk.first
+    return chunk.features[start:] if chunk.keep_to is None else chunk.features[start : chunk.keep_to - chunk.first]
+
+
+def filler(features: np.ndarray, count: int, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Frames that bring ``features`` plus themselves to exactly ``mean`` and ``variance`` per bin.
+
+    Half the frames sit at ``a + d`` and half at ``a - d``: ``a`` sets the sum and ``d``
+    the sum of squares. ``count`` doubles until ``d`` is real.
+    """
+    x = features.astype(np.float64)
+    while True:
+        total = len(x) + count
+        a = (total * mean - x.sum(axis=0)) / count
+        second = (total * (variance + mean**2) - (x**2).sum(axis=0)) / count
+        if np.all(second >= a**2):
+            d = np.sqrt(second - a**2)
+            return np.where((np.arange(count) % 2 == 0)[:, None], a + d, a - d)
+        count *= 2
+
+
+class Transcriber:
+    """Runs one model and one decoder over files, a chunk at a time."""
+
+    def __init__(self, session: ort.InferenceSession, decoder: Decoder, chunks: ChunkOptions = ChunkOptions()):
+        self.session = session
+        self.decoder = decoder
+        self.chunks = chunks
+
+    def log_probs(self, features: np.ndarray) -> np.ndarray:
+        rows = features.astype(np.float32)[None]
+        log_probs, lengths = self.session.run(None, {"features": rows, "lengths": np.array([len(features)])})
+        return log_probs[0, : int(lengths[0])]
+
+    def file_log_probs(self, path: Path) -> tuple[np.ndarray, float]:
+        """The whole file's log-probs, computed chunk by chunk in two passes, and its length in seconds."""
+        rows, total, squares = 0, 0.0, 0.0
+        for chunk in chunks_of(path, self.chunks):  # pass 1: the file's statistics
+            kept = kept_rows(chunk).astype(np.float64)
+            rows, total, squares = rows + len(kept), total + kept.sum(axis=0), squares + (kept**2).sum(axis=0)
+        mean = total / rows
+        variance = np.maximum(squares / rows - mean**2, 0.0)
+        log_probs = []
+        for chunk in chunks_of(path, self.chunks):  # pass 2: the model
+            if chunk.first == 0 and chunk.keep_to is None:  # the whole file is one chunk
+                log_probs.append(self.log_probs(chunk.features))
+                continue
+            # Filler goes after the chunk, or before it for the last chunk, which has no right context.
+            extra = filler(chunk.features, max(2, len(chunk.features) // 2 * 2), mean, variance)
+            after = chunk.keep_to is not None
+            out = self.log_probs(np.concatenate([chunk.features, extra] if after else [extra, chunk.features]))
+            start = (0 if after else len(extra) // STRIDE) + (chunk.keep_from - chunk.first) // STRIDE
+            if after:
+                log_probs.append(out[start : start + (chunk.keep_to - chunk.keep_from) // STRIDE])
+            else:
+                log_probs.append(out[start : len(extra) // STRIDE + output_frames(len(chunk.features))])
+        return np.concatenate(log_probs), soundfile.info(str(path)).duration
+
+    def __call__(self, path: Path) -> Transcript:
+        started = time.perf_counter()
+        log_probs, seconds = self.file_log_probs(path)
+        text = self.decoder(log_probs, len(log_probs))
+        return Transcript(str(path), text, round(seconds, 3), round(time.perf_counter() - started, 4))

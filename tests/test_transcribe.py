@@ -1,0 +1,111 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+
+from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel, log_mel_numpy, log_of_power, mel_filterbank
+from speechquant.decode import Decoder, DecoderOptions
+from speechquant.errors import UserError
+from speechquant.export import export
+from speechquant.model import ModelConfig, Wav2Letter
+from speechquant.store import Store
+from speechquant.transcribe import ChunkOptions, Transcriber, open_model
+
+GREEDY = Decoder(DecoderOptions(method="greedy"))
+# torch made unimportable: `import torch` raises ImportError in the command's process.
+NO_TORCH = "import sys; sys.modules['torch'] = None; from speechquant.cli import main; main()"
+
+
+@pytest.fixture(scope="module")
+def speech(features) -> list[np.ndarray]:
+    """The synthesized utterances behind the ``features`` store, as float32 samples."""
+    audio = Store(features.path.parent / "audio")
+    return [np.asarray(audio[i], dtype=np.float32) / 32768.0 for i in range(len(audio))]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, check=False)
+
+
+def test_the_runtime_log_mel_matches_the_training_features(speech):
+    for samples in speech:
+        runtime, training = log_mel_numpy(samples), log_mel(samples)
+        # The training path's float32 STFT loses precision in near-silent bins (power within
+        # a few decades of the 1e-10 floor): up to 2e-3 there, against an exact float64 STFT.
+        audible = training > -15
+        assert np.abs(runtime - training)[audible].max() < 2e-4
+        assert np.abs(runtime - training).max() < 3e-3
+        assert np.abs(runtime - float64_log_mel(samples)).max() < 1e-5  # the runtime path is the exact one
+
+
+def float64_log_mel(samples: np.ndarray) -> np.ndarray:
+    import torch
+
+    options = MelOptions()
+    spectrum = torch.stft(
+        torch.from_numpy(samples).double(),
+        n_fft=options.n_fft,
+        hop_length=options.hop_length,
+        win_length=options.win_length,
+        window=torch.hann_window(options.win_length, dtype=torch.float64),
+        center=True,
+        return_complex=True,
+    )
+    filters = torch.from_numpy(mel_filterbank(options.n_mels, options.n_fft)).double()
+    return log_of_power((filters @ spectrum.abs().pow(2)).T.numpy().astype(np.float32))
+
+
+def test_chunked_long_files_decode_like_one_pass(exported, speech, tmp_path):
+    path = tmp_path / "long.wav"
+    soundfile.write(path, np.concatenate(speech), SAMPLE_RATE)  # ~36 s
+    session = open_model(exported)
+    one_pass, seconds = Transcriber(session, GREEDY, ChunkOptions(1000, 2)).file_log_probs(path)
+    chunked, _ = Transcriber(session, GREEDY, ChunkOptions(5, 2)).file_log_probs(path)
+    assert seconds == pytest.approx(sum(len(s) for s in speech) / SAMPLE_RATE)
+    assert chunked.shape == one_pass.shape
+    assert np.abs(chunked - one_pass).max() < 1e-3  # the file's statistics, not the chunk's
+    assert GREEDY(chunked, len(chunked)) == GREEDY(one_pass, len(one_pass))
+
+
+def test_the_command_runs_without_torch_on_any_rate_and_channel_count(exported, speech, tmp_path):
+    mono = tmp_path / "mono.wav"
+    soundfile.write(mono, speech[0], SAMPLE_RATE)
+    stereo = tmp_path / "stereo.flac"
+    resampled = soxr.resample(speech[0], SAMPLE_RATE, 44_100)
+    soundfile.write(stereo, np.stack([resampled, resampled], axis=1), 44_100)
+    result = run_cli("transcribe", str(exported), str(mono), str(stereo), "--json", "--method", "greedy")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(mono), str(stereo)]
+    assert lines[0]["audio_seconds"] == pytest.approx(len(speech[0]) / SAMPLE_RATE, abs=1e-3)
+    assert lines[1]["audio_seconds"] == pytest.approx(lines[0]["audio_seconds"], abs=1e-3)
+    assert all(line["compute_seconds"] > 0 for line in lines)
+
+
+def test_bad_files_each_get_one_line_and_the_others_go_on(exported, speech, tmp_path):
+    good = tmp_path / "good.wav"
+    soundfile.write(good, speech[1], SAMPLE_RATE)
+    (tmp_path / "broken.wav").write_bytes(b"RIFF0000WAVEjunk")
+    (tmp_path / "empty.wav").write_bytes(b"")
+    silent = tmp_path / "no_samples.wav"
+    soundfile.write(silent, np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+    files = [str(tmp_path / name) for name in ("broken.wav", "good.wav", "empty.wav", "no_samples.wav")]
+    result = run_cli("transcribe", str(exported), *files, "--method", "greedy")
+    assert result.returncode == 1
+    assert len(result.stdout.splitlines()) == 1  # the good file's transcript
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert "broken.wav" in errors[0] and "empty.wav" in errors[1] and "no audio" in errors[2]
+
+
+def test_a_model_of_another_shape_is_refused(tmp_path):
+    path = tmp_path / "other.onnx"
+    export(Wav2Letter(ModelConfig(hidden_channels=8, wide_channels=8, num_classes=30)).eval(), path)
+    with pytest.raises(UserError, match="expected log_probs"):
+        open_model(path)
+    result = run_cli("transcribe", str(path), "whatever.wav")
+    assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
