@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from speechquant.compare import CompareOptions, Scored, examples, paired_bootstrap
+from speechquant.compare import CompareOptions, Scored, example_lines, optional_number, paired_bootstrap
 from speechquant.errors import UserError, exit_on_user_error
 from speechquant.fileio import write_csv, write_json, write_text
 from speechquant.params import build, load_params, section
@@ -64,28 +64,16 @@ def report(summary: dict, scored: dict, variants: list[str], splits: list[str], 
                 if versus
                 else "-"
             )
-            lines.append(
-                f"| {variant} | {_number(entry['cer'])} | {_number(entry['wer'])} | "
-                f"{_number(entry['levenshtein_mean'], 2)} | {_number(entry['ctc_loss'], 2)} | {difference} |"
-            )
+            cells = [optional_number(entry[key]) for key in ("cer", "wer")]
+            cells += [optional_number(entry[key], 2) for key in ("levenshtein_mean", "ctc_loss")]
+            lines.append(f"| {variant} | {' | '.join(cells)} | {difference} |")
         lines.append("")
     lines += [f"## Examples ({splits[0]}, as the study's section 6.4)", ""]
     for variant in variants:
         if not scored[variant, splits[0]].ids:
             continue
-        lines += [f"### {variant}", ""]
-        for kind, example in examples(scored[variant, splits[0]]).items():
-            lines += [
-                f"- **{kind}** `{example['id']}` (CER {example['cer']:.3f}, {example['edits']} edits)",
-                f"  - reference:  {example['reference']}",
-                f"  - hypothesis: {example['hypothesis']}",
-            ]
-        lines.append("")
+        lines += [f"### {variant}", "", *example_lines(scored[variant, splits[0]]), ""]
     return "\n".join(lines)
-
-
-def _number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -5,13 +5,13 @@ import json
 from pathlib import Path
 
 from speechquant.benchmark import PYTORCH
+from speechquant.compare import Scored, example_lines, optional_number
 from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_text
 from speechquant.params import load_params, section
 from speechquant.report import (
     HEADLINE,
     STUDY,
-    example_lines,
     plot_edits_vs_length,
     plot_latency_vs_batch,
     plot_size_vs_cer,
@@ -79,7 +79,8 @@ def main() -> None:
         nan = float("nan")
         lines.append(
             f"| {v} | {b['size_mb']:.2f} | {b['size_ratio_vs_fp32']:.2f}x | {dev['cer']:.4f} | {dev['wer']:.4f} | "
-            f"{dev['levenshtein_mean']:.2f} | {_fmt(test.get('cer'))} | {timing.get('latency_ms_p50', nan):.1f} | "
+            f"{dev['levenshtein_mean']:.2f} | {optional_number(test.get('cer'))} | "
+            f"{timing.get('latency_ms_p50', nan):.1f} | "
             f"{timing.get('speedup_vs_fp32', nan):.2f}x | {timing.get('rtf', nan):.4f} |"
         )
     lines += ["", "## Against the study", "", _study_table(evaluation, sizes, variants, reference), ""]
@@ -96,7 +97,7 @@ def main() -> None:
     lines += ["", "## Examples (dev, as the study's section 6.4)", ""]
     for v in (reference, "static_int8"):
         if v in variants:
-            lines += [f"### {v}", "", *example_lines(Path("plots/eval") / v / "dev.csv"), ""]
+            lines += [f"### {v}", "", *example_lines(Scored.read(Path("plots/eval") / v / "dev.csv")), ""]
     sensitivity_path = Path("metrics/sensitivity.json")
     if sensitivity_path.exists():
         lines += _sensitivity_section(load(sensitivity_path), evaluation, variants, reference)
@@ -168,14 +169,9 @@ def _sensitivity_section(sensitivity: dict, evaluation: dict, variants: list[str
         if variant in variants:
             test = evaluation[variant].get("test", {}).get("cer")
             change = f"{test / test_reference - 1:+.2%}" if test and test_reference else "-"
-            lines.append(
-                f"| {variant} | {layers} | {evaluation[variant]['dev']['cer']:.4f} | {_fmt(test)} | {change} |"
-            )
+            dev = evaluation[variant]["dev"]["cer"]
+            lines.append(f"| {variant} | {layers} | {dev:.4f} | {optional_number(test)} | {change} |")
     return [*lines, "", "![Layer sensitivity](reports/sensitivity.png)", ""]
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
 
 
 if __name__ == "__main__":

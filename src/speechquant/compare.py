@@ -92,3 +92,20 @@ def examples(scored: Scored) -> dict[str, dict[str, Any]]:
         }
         for kind, i in picks.items()
     }
+
+
+def example_lines(scored: Scored) -> list[str]:
+    """The best, typical and worst examples as Markdown list items."""
+    lines = []
+    for kind, example in examples(scored).items():
+        lines += [
+            f"- **{kind}** `{example['id']}` (CER {example['cer']:.3f}, {example['edits']} edits)",
+            f"  - reference:  {example['reference']}",
+            f"  - hypothesis: {example['hypothesis']}",
+        ]
+    return lines
+
+
+def optional_number(value: float | None, digits: int = 4) -> str:
+    """A table cell: the number, or ``-`` where a split had nothing to score."""
+    return "-" if value is None else f"{value:.{digits}f}"

@@ -15,8 +15,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt
 
-from speechquant.compare import Scored, examples
-
 # The study's published results on HW4P2 dev (size in MB, average Levenshtein distance).
 STUDY = {
     "fp32": {"size_mb": 94.5, "levenshtein_mean": 28.26, "dev_seconds": 88},
@@ -102,17 +100,6 @@ def _save(figure: Any, path: Path) -> None:
     # No timestamps in the PNG, so the same data gives the same bytes.
     figure.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(figure)
-
-
-def example_lines(csv_path: Path) -> list[str]:
-    lines = []
-    for kind, example in examples(Scored.read(csv_path)).items():
-        lines += [
-            f"- **{kind}** `{example['id']}` (CER {example['cer']:.3f}, {example['edits']} edits)",
-            f"  - reference:  {example['reference']}",
-            f"  - hypothesis: {example['hypothesis']}",
-        ]
-    return lines
 
 
 def plot_sensitivity(rows: list[dict[str, Any]], path: Path) -> None:
