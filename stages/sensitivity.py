@@ -38,14 +38,14 @@ def main() -> None:
     decoding = build(DecoderOptions, section(params, "decode"), "decode")
     decoder = Decoder(decoding, args.lm_dir / f"{decoding.lm}.arpa" if decoding.lm != "none" else None)
     train, dev = Store(args.features / "train"), Store(args.features / "dev")
-    chosen_ids = set(subset(dev, auto.utterances, auto.seed))
-    references = [u.text for i, u in enumerate(dev.utterances) if i in chosen_ids]
+    chosen = subset(dev, auto.utterances, auto.seed)
+    references = [dev.utterances[i].text for i in chosen]
     if any(r is None for r in references):
         raise UserError("the dev split has utterances without transcripts; sensitivity needs references")
 
     def outputs(path: Path) -> list[np.ndarray]:
-        every, _ = model_outputs(session(path, threads=1), dev, batch_size=32, workers=2)
-        return [every[i] for i in sorted(chosen_ids)]
+        every, _ = model_outputs(session(path, threads=1), dev, batch_size=32, workers=2, only=chosen)
+        return [every[i] for i in chosen]
 
     reference_outputs = outputs(args.model)
     reference_cer = error_rate(references, [decoder(o, len(o)) for o in reference_outputs])

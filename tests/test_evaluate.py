@@ -3,10 +3,10 @@ import pytest
 
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import UserError
-from speechquant.evaluate import EvalOptions, evaluate_split
+from speechquant.evaluate import EvalOptions, evaluate_split, model_outputs
 from speechquant.export import export
 from speechquant.model import ModelConfig, Wav2Letter
-from speechquant.quantize import CalibrationOptions, QuantOptions, quantize
+from speechquant.quantize import CalibrationOptions, QuantOptions, quantize, session
 from speechquant.store import Store, StoreWriter, Utterance
 
 GREEDY = Decoder(DecoderOptions(method="greedy"))
@@ -56,3 +56,11 @@ def test_a_model_with_other_output_classes_is_refused(features, tmp_path):
     export(Wav2Letter(ModelConfig(hidden_channels=8, wide_channels=8, num_classes=30)).eval(), path)
     with pytest.raises(UserError, match="30 classes per frame; the vocabulary has 35"):
         evaluate_split(path, features, GREEDY, EvalOptions())
+
+
+def test_a_subset_of_utterances_runs_alone_and_gives_the_same_outputs(exported, features):
+    model = session(exported)
+    every, _ = model_outputs(model, features, batch_size=4)
+    some, _ = model_outputs(model, features, batch_size=4, only=[3, 1])
+    assert all(np.array_equal(some[i], every[i]) for i in (1, 3))
+    assert all(len(some[i]) == 0 for i in range(len(features)) if i not in (1, 3))

@@ -82,10 +82,20 @@ def check_classes(model: ort.InferenceSession, path: Path) -> None:
 
 
 def model_outputs(
-    model: ort.InferenceSession, store: Store, batch_size: int, workers: int = 1, progress: str | None = None
+    model: ort.InferenceSession,
+    store: Store,
+    batch_size: int,
+    workers: int = 1,
+    progress: str | None = None,
+    only: list[int] | None = None,
 ) -> tuple[list[np.ndarray], float]:
-    """Each utterance's log-probs (its own output frames only), in store order, and wall seconds."""
-    order = np.argsort(np.diff(store.offsets), kind="stable")
+    """Each utterance's log-probs (its own output frames only), in store order, and wall seconds.
+
+    ``only`` runs just those store indices; the other utterances get empty arrays.
+    """
+    lengths = np.diff(store.offsets)
+    chosen = np.arange(len(store)) if only is None else np.asarray(sorted(only), dtype=np.int64)
+    order = chosen[np.argsort(lengths[chosen], kind="stable")]
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
     def run(indices: np.ndarray) -> list[tuple[int, np.ndarray]]:
