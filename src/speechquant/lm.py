@@ -80,8 +80,9 @@ def witten_bell(counts: list[Counter[tuple[str, ...]]]) -> tuple[list[dict], lis
     return log10, log10_backoffs
 
 
-def arpa_text(sentences: Iterable[list[str]], order: int) -> str:
-    """The ARPA file of an ``order``-gram Witten-Bell model of ``sentences``, sorted for stable bytes."""
+def arpa_text(sentences: Iterable[list[str]], order: int) -> tuple[str, dict[str, int]]:
+    """The ARPA file of an ``order``-gram Witten-Bell model of ``sentences`` (sorted for stable
+    bytes), and its n-gram count per order."""
     if order < 1:
         raise ValueError("LM order must be at least 1")
     log_probs, log_backoffs = witten_bell(count_ngrams(sentences, order))
@@ -97,20 +98,11 @@ def arpa_text(sentences: Iterable[list[str]], order: int) -> str:
                 line += f"\t{weights[gram]:.6f}"
             lines.append(line)
     lines += ["", "\\end\\", ""]
-    return "\n".join(lines)
+    return "\n".join(lines), {f"{n}-grams": len(table) for n, table in enumerate(log_probs, start=1)}
 
 
 def write_arpa(transcripts: Iterable[str], level: str, order: int, path: Path) -> dict[str, int]:
     """Write the LM of ``transcripts`` to ``path``; returns the n-gram count per order."""
-    text = arpa_text((lm_units(t, level) for t in transcripts), order)
+    text, counts = arpa_text((lm_units(t, level) for t in transcripts), order)
     write_text(path, text)
-    return {
-        line.split("=")[0].removeprefix("ngram ") + "-grams": int(line.split("=")[1])
-        for line in text.splitlines()
-        if line.startswith("ngram ")
-    }
-
-
-def vocabulary(transcripts: Iterable[str]) -> list[str]:
-    """The distinct words of ``transcripts``, sorted: the lexicon a word LM can spell."""
-    return sorted({word for transcript in transcripts for word in transcript.split()})
+    return counts
