@@ -26,13 +26,13 @@ import soundfile
 import soxr
 
 from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel_numpy
-from speechquant.ctc import output_frames
+from speechquant.ctc import LAYERS, output_frames
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
 from speechquant.text import NUM_CLASSES
 
 HOP = MelOptions().hop_length  # samples per feature frame
-STRIDE = 2  # feature frames per output frame (conv0)
+STRIDE = LAYERS[0].stride  # feature frames per output frame
 READ_BLOCK_SECONDS = 10.0
 
 
