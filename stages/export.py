@@ -9,7 +9,8 @@ import torch
 from speechquant.errors import exit_on_user_error
 from speechquant.export import OPSET, export
 from speechquant.fileio import write_json
-from speechquant.quantize import session, size_mb
+from speechquant.quantize import size_mb
+from speechquant.runtime import session
 from speechquant.store import Store
 from speechquant.train import load_model
 

@@ -16,8 +16,9 @@ from speechquant.fileio import write_csv, write_json
 from speechquant.metrics import error_rate
 from speechquant.model import LAYER_NAMES
 from speechquant.params import build, load_params, section
-from speechquant.quantize import QuantOptions, quantize, session
+from speechquant.quantize import QuantOptions, quantize
 from speechquant.report import plot_sensitivity
+from speechquant.runtime import session
 from speechquant.sensitivity import Score, layer_costs, mean_kl, search, subset
 from speechquant.store import Store
 

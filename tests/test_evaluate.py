@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -6,7 +9,8 @@ from speechquant.errors import UserError
 from speechquant.evaluate import EvalOptions, evaluate_split, model_outputs
 from speechquant.export import export
 from speechquant.model import ModelConfig, Wav2Letter
-from speechquant.quantize import CalibrationOptions, QuantOptions, quantize, session
+from speechquant.quantize import CalibrationOptions, QuantOptions, quantize
+from speechquant.runtime import session
 from speechquant.store import Store, StoreWriter, Utterance
 
 GREEDY = Decoder(DecoderOptions(method="greedy"))
@@ -64,3 +68,10 @@ def test_a_subset_of_utterances_runs_alone_and_gives_the_same_outputs(exported, 
     some, _ = model_outputs(model, features, batch_size=4, only=[3, 1])
     assert all(np.array_equal(some[i], every[i]) for i in (1, 3))
     assert all(len(some[i]) == 0 for i in range(len(features)) if i not in (1, 3))
+
+
+def test_evaluation_and_the_command_import_without_torch():
+    # Evaluating ONNX models must not need PyTorch (the quantizer's QAT recipe does).
+    code = "import sys; sys.modules['torch'] = None; import speechquant.evaluate, speechquant.cli"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr

@@ -16,9 +16,9 @@ from speechquant.quantize import (
     conv_kernels,
     quantize,
     report,
-    session,
     utterance_inputs,
 )
+from speechquant.runtime import session
 from speechquant.store import Store
 
 

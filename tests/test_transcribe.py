@@ -12,8 +12,9 @@ from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import UserError
 from speechquant.export import export
 from speechquant.model import ModelConfig, Wav2Letter
+from speechquant.runtime import open_model
 from speechquant.store import Store
-from speechquant.transcribe import ChunkOptions, Transcriber, open_model
+from speechquant.transcribe import ChunkOptions, Transcriber
 
 GREEDY = Decoder(DecoderOptions(method="greedy"))
 # torch made unimportable: `import torch` raises ImportError in the command's process.

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from speechquant.decode import LMS, METHODS, Decoder, DecoderOptions
 from speechquant.errors import UserError, exit_on_user_error
-from speechquant.transcribe import ChunkOptions, Transcriber, open_model
+from speechquant.runtime import open_model
+from speechquant.transcribe import ChunkOptions, Transcriber
 
 
 def parser() -> argparse.ArgumentParser:

@@ -33,11 +33,10 @@ from tqdm import tqdm
 
 from speechquant.ctc_loss import ctc_loss
 from speechquant.decode import Decoder
-from speechquant.errors import UserError
 from speechquant.metrics import char_edits, error_rate, word_error_rate
-from speechquant.quantize import session
+from speechquant.runtime import open_model
 from speechquant.store import Store
-from speechquant.text import NUM_CLASSES, tokenize
+from speechquant.text import tokenize
 
 MIN_PADDED_FRAMES = 256
 
@@ -75,12 +74,6 @@ def batch_dependent(path: Path) -> bool:
     return any(node.op_type == "DynamicQuantizeLinear" for node in onnx.load(str(path)).graph.node)
 
 
-def check_classes(model: ort.InferenceSession, path: Path) -> None:
-    classes = model.get_outputs()[0].shape[-1]
-    if isinstance(classes, int) and classes != NUM_CLASSES:
-        raise UserError(f"{path} outputs {classes} classes per frame; the vocabulary has {NUM_CLASSES}")
-
-
 def model_outputs(
     model: ort.InferenceSession,
     store: Store,
@@ -106,8 +99,6 @@ def model_outputs(
             features[row, : len(values)] = values
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
         log_probs, output_lengths = model.run(None, {"features": features, "lengths": lengths})
-        if log_probs.shape[-1] != NUM_CLASSES:
-            raise UserError(f"the model outputs {log_probs.shape[-1]} classes; the vocabulary has {NUM_CLASSES}")
         return [(int(i), log_probs[row, : int(output_lengths[row])]) for row, i in enumerate(indices)]
 
     outputs: list[np.ndarray] = [np.empty(0)] * len(store)
@@ -124,8 +115,7 @@ def evaluate_split(
     model_path: Path, store: Store, decoder: Decoder, options: EvalOptions, name: str | None = None
 ) -> tuple[dict[str, Any], list[UtteranceResult]]:
     """Metrics of one split and the per-utterance results behind them."""
-    model = session(model_path, threads=1)
-    check_classes(model, model_path)
+    model = open_model(model_path, threads=1)
     batch_size = 1 if batch_dependent(model_path) else options.batch_size
     outputs, model_seconds = model_outputs(model, store, batch_size, options.worker_count(), name and f"{name} model")
     started = time.perf_counter()

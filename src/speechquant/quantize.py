@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnxruntime.quantization import (
     CalibrationDataReader,
     CalibrationMethod,
@@ -42,6 +41,7 @@ from speechquant.export import load_onnx
 from speechquant.fileio import atomic_path
 from speechquant.model import LAYER_NAMES
 from speechquant.qat import QatOptions
+from speechquant.runtime import session
 from speechquant.sensitivity import AutoOptions
 from speechquant.store import Store
 
@@ -250,19 +250,6 @@ def quantize(
 
 INT8_KERNELS = ("QLinearConv", "ConvInteger")
 FLOAT_BEHIND_DEQUANTIZE = "Conv behind DequantizeLinear"
-
-
-def session(path: Path, optimized_path: Path | None = None, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session; ``optimized_path`` receives the graph ONNX Runtime will actually run."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    if optimized_path is not None:
-        options.optimized_model_filepath = str(optimized_path)
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:
-        raise UserError(f"ONNX Runtime cannot load {path}: {str(error)[:300]}") from None
 
 
 def conv_kernels(path: Path) -> dict[str, str]:

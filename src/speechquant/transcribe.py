@@ -29,7 +29,6 @@ from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel_numpy
 from speechquant.ctc import LAYERS, output_frames
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
-from speechquant.text import NUM_CLASSES
 
 HOP = MelOptions().hop_length  # samples per feature frame
 STRIDE = LAYERS[0].stride  # feature frames per output frame
@@ -56,26 +55,6 @@ class Transcript:
     text: str
     audio_seconds: float
     compute_seconds: float
-
-
-def open_model(path: Path, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime session, refused unless it reads (batch, frames, 40) and writes 35 classes."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as error:
-        raise UserError(f"{path}: not a model ONNX Runtime can load ({str(error)[:200]})") from None
-    inputs = {i.name: i.shape for i in session.get_inputs()}
-    outputs = session.get_outputs()
-    n_mels = MelOptions().n_mels
-    if set(inputs) != {"features", "lengths"} or len(inputs["features"]) != 3 or inputs["features"][2] != n_mels:
-        raise UserError(f"{path}: expected inputs features (batch, frames, {n_mels}) and lengths, got {inputs}")
-    if len(outputs) < 2 or len(outputs[0].shape) != 3 or outputs[0].shape[2] != NUM_CLASSES:
-        got = [(o.name, o.shape) for o in outputs]
-        raise UserError(f"{path}: expected log_probs (batch, frames, {NUM_CLASSES}) and output_lengths, got {got}")
-    return session
 
 
 def resampled_blocks(path: Path) -> Iterator[np.ndarray]:

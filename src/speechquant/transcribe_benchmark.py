@@ -22,8 +22,9 @@ import soundfile
 from speechquant.audio import SAMPLE_RATE
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.quantize import QuantOptions, quantize
+from speechquant.runtime import open_model
 from speechquant.store import Store
-from speechquant.transcribe import Transcriber, open_model
+from speechquant.transcribe import Transcriber
 
 
 def main() -> None:
