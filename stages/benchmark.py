@@ -19,9 +19,8 @@ from speechquant.benchmark import (
     time_interleaved,
 )
 from speechquant.errors import UserError, exit_on_user_error
-from speechquant.fileio import write_csv, write_json
+from speechquant.fileio import size_mb, write_csv, write_json
 from speechquant.params import build, load_params, section
-from speechquant.quantize import size_mb
 from speechquant.store import Store
 
 REFERENCE = "fp32"

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speechquant.checkpoint import load_model
 from speechquant.errors import exit_on_user_error
 from speechquant.export import OPSET, export
-from speechquant.fileio import write_json
-from speechquant.quantize import size_mb
+from speechquant.fileio import size_mb, write_json
 from speechquant.runtime import session
 from speechquant.store import Store
-from speechquant.train import load_model
 
 PARITY_UTTERANCES = 8
 

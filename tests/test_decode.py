@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from speechquant.decode import Decoder, DecoderOptions, greedy
+from speechquant.ctc import greedy
+from speechquant.decode import Decoder, DecoderOptions
 from speechquant.text import NUM_CLASSES, tokenize
 
 

@@ -144,3 +144,78 @@ def test_a_failed_download_says_what_to_do_and_leaves_nothing(tmp_path, monkeypa
     with pytest.raises(UserError, match=re.escape(expected)):
         build_corpus(hw4p2_params(tmp_path / "downloads" / "hw4p2"), tmp_path / "corpus", workers=1)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+class RunsCommand:
+    """A pickled element that runs a shell command when unpickled (the classic payload)."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
+
+
+class EvaluatesCode:
+    """A quieter payload: ``eval`` leaves a trace on disk and returns a valid array."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        code = f"__import__('pathlib').Path({str(self.marker)!r}).touch() or __import__('numpy').ones((80, 40))"
+        return (eval, (code,))
+
+
+@pytest.mark.parametrize("payload", ["system", "eval"])
+def test_a_crafted_file_is_refused_with_one_line_and_its_code_never_runs(tmp_path, payload):
+    marker = tmp_path / "marker"
+    element = RunsCommand(f"touch {marker}") if payload == "system" else EvaluatesCode(marker)
+    write_competition(tmp_path / "dl", [power(80), element], [words("A B")] * 2)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"].update(hw4p2_params(tmp_path / "dl"))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "stages" / "corpus.py")], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert not marker.exists()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'dl' / 'train.npy'} is not a readable")
+    assert not (tmp_path / "data" / "corpus").exists()
+
+
+def test_real_files_pickled_by_python_2_still_load(tmp_path):
+    """Arrays pickled with protocol 2 carry their bytes as latin-1 text through _codecs.encode."""
+    features = object_array([power(90), power(70)])
+    with open(tmp_path / "train.npy", "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "|O", "fortran_order": False, "shape": (2,)})
+        __import__("pickle").dump(features, file, protocol=2)
+    loaded = hw4p2._load_object_array(tmp_path / "train.npy")
+    np.testing.assert_array_equal(loaded[1], features[1])
+
+
+class SucceedingKaggle:
+    """Stands in for KaggleApi: 'downloads' a valid competition archive."""
+
+    def competition_download_files(self, competition, path, quiet):
+        write_competition(Path(path) / "unpacked", [power(80)], [words("A B")])
+
+
+def test_a_download_never_replaces_a_folder_the_project_did_not_create(tmp_path, monkeypatch):
+    monkeypatch.setattr(hw4p2, "_authenticated_api", lambda competition: SucceedingKaggle())
+    mine = tmp_path / "data"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    with pytest.raises(UserError, match="not a download of ours") as refused:
+        hw4p2.fetch(hw4p2.Hw4p2Options(download_dir=str(mine)))
+    assert "\n" not in str(refused.value)
+    assert (mine / "thesis.tex").read_text() == "years of work" and len(list(mine.iterdir())) == 1
+
+    fresh = tmp_path / "downloads" / "hw4p2"
+    assert hw4p2.fetch(hw4p2.Hw4p2Options(download_dir=str(fresh))) == fresh
+    assert (fresh / hw4p2.DOWNLOAD_MARK).is_file() and (fresh / "unpacked" / "train.npy").is_file()
+    (fresh / "unpacked" / "dev.npy").unlink()  # an incomplete earlier download of ours is replaced
+    hw4p2.fetch(hw4p2.Hw4p2Options(download_dir=str(fresh)))
+    assert (fresh / "unpacked" / "dev.npy").is_file()
+    assert sorted(p.name for p in fresh.parent.iterdir()) == ["hw4p2"]  # no scratch folder left beside it

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers import REPO, write_feature_store
-from speechquant import train
+from speechquant import checkpoint, train
 from speechquant.errors import UserError
 from speechquant.model import ModelConfig
 from speechquant.store import Store, StoreWriter, Utterance
@@ -35,9 +35,9 @@ def test_training_learns_and_saves_a_checkpoint_that_loads_without_pickle(data, 
     losses = [entry["train_loss"] for entry in trainer.history]
     assert losses[-1] < losses[0] * 0.8
     train.save_model(trainer, tmp_path / "model.pt")
-    checkpoint = train.load_checkpoint(tmp_path / "model.pt", expected=config)
-    assert checkpoint["epoch"] == trainer.best["epoch"]
-    model = train.load_model(tmp_path / "model.pt")
+    saved = checkpoint.load_checkpoint(tmp_path / "model.pt", expected=config)
+    assert saved["epoch"] == trainer.best["epoch"]
+    model = checkpoint.load_model(tmp_path / "model.pt")
     assert not model.training and model.config == config
 
 
@@ -55,15 +55,15 @@ def test_a_checkpoint_for_other_params_is_one_clear_error(data, tmp_path):
     with pytest.raises(
         UserError, match=r"trained with model .*'hidden_channels': 16.* params ask for .*'hidden_channels': 250"
     ):
-        train.load_checkpoint(tmp_path / "model.pt", expected=other)
+        checkpoint.load_checkpoint(tmp_path / "model.pt", expected=other)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="not a readable checkpoint"):
-        train.load_checkpoint(tmp_path / "junk.pt")
+        checkpoint.load_checkpoint(tmp_path / "junk.pt")
 
 
 def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):
     store = Store(data / "train")
-    with StoreWriter(tmp_path / "train", np.float16, (40,), {"kind": "log_mel"}) as writer:
+    with StoreWriter(tmp_path / "train", np.float16, (40,), {"kind": "log_mel", "hop_ms": 10.0}) as writer:
         for utterance, rows in store:
             writer.append(Utterance(utterance.id, utterance.text, 0), rows)
         poisoned = np.full((80, 40), np.inf, dtype=np.float16)

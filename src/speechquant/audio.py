@@ -1,8 +1,8 @@
 """Audio loading and the 40-band log-mel features the model reads.
 
-Log-mel is computed with ``torch.stft`` and a Slaney-style mel filterbank built here:
-torchaudio's wheels need CUDA libraries and do not import beside CPU torch. The same
-features in NumPy (``log_mel_numpy``) serve the runtime path, which must not need torch.
+Log-mel is computed in float64 NumPy with a Slaney-style mel filterbank built here,
+one implementation for the features stage and the runtime (which must not need torch;
+torchaudio's wheels need CUDA libraries and do not import beside CPU torch anyway).
 """
 
 from __future__ import annotations
@@ -79,38 +79,15 @@ def mel_filterbank(n_mels: int, n_fft: int) -> np.ndarray:
 
 
 def mel_power(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
-    """Mel power spectrogram, shape (frames, n_mels): the same quantity HW4P2 ships."""
-    import torch
+    """Mel power spectrogram, shape (frames, n_mels), float64: the quantity HW4P2 ships.
 
-    waveform = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))
-    window = torch.hann_window(options.win_length)
-    spectrum = torch.stft(
-        waveform,
-        n_fft=options.n_fft,
-        hop_length=options.hop_length,
-        win_length=options.win_length,
-        window=window,
-        center=True,
-        return_complex=True,
-    )
-    power = spectrum.abs().pow(2)  # (bins, frames)
-    filters = torch.from_numpy(mel_filterbank(options.n_mels, options.n_fft))
-    return (filters @ power).T.numpy()
-
-
-def log_mel(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
-    """Natural-log mel power, shape (frames, n_mels), float32."""
-    return log_of_power(mel_power(samples, options))
-
-
-def log_of_power(power: np.ndarray) -> np.ndarray:
-    """The one place mel power becomes features, for computed and HW4P2's given spectra alike."""
-    return np.log(np.maximum(power, LOG_FLOOR)).astype(np.float32)
-
-
-def mel_power_numpy(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
-    """``mel_power`` without torch: the same centered, reflect-padded, periodic-Hann STFT."""
-    samples = np.asarray(samples, dtype=np.float32)
+    A centered, reflect-padded, periodic-Hann STFT (``torch.stft``'s conventions) in
+    float64 NumPy. Training features and the runtime both come from this one function:
+    a float32 STFT rounds differently on different CPUs, and two implementations that
+    agree only to ~2e-4 made the model see slightly other inputs in ``transcribe`` than
+    in training.
+    """
+    samples = np.asarray(samples, dtype=np.float64)
     half = options.n_fft // 2
     mode = "reflect" if len(samples) > half else "constant"  # reflect needs more samples than the pad
     padded = np.pad(samples, half, mode=mode)
@@ -122,10 +99,19 @@ def mel_power_numpy(samples: np.ndarray, options: MelOptions = MelOptions()) -> 
     )
     starts = np.arange(frames) * options.hop_length
     framed = padded[starts[:, None] + np.arange(options.n_fft)] * window
-    power = np.abs(np.fft.rfft(framed, axis=1)) ** 2  # (frames, bins), float64
-    return (power @ mel_filterbank(options.n_mels, options.n_fft).T.astype(np.float64)).astype(np.float32)
+    power = np.abs(np.fft.rfft(framed, axis=1)) ** 2  # (frames, bins)
+    return power @ mel_filterbank(options.n_mels, options.n_fft).T.astype(np.float64)
 
 
-def log_mel_numpy(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
-    """``log_mel`` without torch."""
-    return log_of_power(mel_power_numpy(samples, options))
+def log_of_power(power: np.ndarray) -> np.ndarray:
+    """The one place mel power becomes features, for computed and HW4P2's given spectra alike."""
+    return np.log(np.maximum(power, LOG_FLOOR)).astype(np.float32)
+
+
+def log_mel(samples: np.ndarray, options: MelOptions = MelOptions(), dtype: str = "float32") -> np.ndarray:
+    """Natural-log mel power, shape (frames, n_mels), as float32 holding values of ``dtype``.
+
+    ``dtype`` is the feature store's: a model trained on float16 features gets its
+    runtime input rounded to float16 too, so that it sees exactly what training gave it.
+    """
+    return log_of_power(mel_power(samples, options)).astype(dtype).astype(np.float32)

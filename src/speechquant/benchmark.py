@@ -107,8 +107,8 @@ def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray
     """The trained model in PyTorch eager mode, fp32, batch norm folded like the export."""
     import torch
 
+    from speechquant.checkpoint import load_model
     from speechquant.export import fold_batch_norm
-    from speechquant.train import load_model
 
     torch.set_num_threads(thread_count(threads))
     started = time.perf_counter()

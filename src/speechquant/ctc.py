@@ -1,4 +1,6 @@
-"""Wav2Letter's layer geometry and CTC's length rule, shared by the model and the data screen.
+"""Wav2Letter's layer geometry, CTC's length rule and its best-path reading.
+
+Shared by the model, the data screen, training's dev CER and the decoders.
 
 CTC emits one symbol per output frame and needs a blank between two equal letters, so
 a label of L letters with R adjacent repeats needs at least L + R output frames. The
@@ -10,6 +12,10 @@ from __future__ import annotations
 
 import itertools
 from typing import NamedTuple
+
+import numpy as np
+
+from speechquant.text import BLANK_ID, detokenize
 
 
 class ConvGeometry(NamedTuple):
@@ -43,3 +49,12 @@ def min_output_frames(label: list[int]) -> int:
     """The fewest output frames that can emit ``label`` under CTC."""
     repeats = sum(first == second for first, second in itertools.pairwise(label))
     return len(label) + repeats
+
+
+def greedy(log_probs: np.ndarray, length: int) -> str:
+    """Best path: the most likely class per frame, repeats collapsed, blanks removed."""
+    best = np.asarray(log_probs[:length]).argmax(axis=-1)
+    if best.size == 0:
+        return ""
+    keep = np.concatenate([[True], best[1:] != best[:-1]]) & (best != BLANK_ID)
+    return detokenize(best[keep].tolist())

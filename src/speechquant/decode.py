@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from speechquant.ctc import greedy
 from speechquant.errors import UserError
 from speechquant.lm import SENTENCE_END, SENTENCE_START, UNKNOWN, WORD_BOUNDARY
 from speechquant.text import BLANK_ID, CHAR_TO_ID, LETTERS, NUM_CLASSES, detokenize, tokenize
@@ -46,15 +47,6 @@ class DecoderOptions:
             raise ValueError("a language model needs method: beam")
         if self.beam_size < 1 or self.beam_size_token < 1:
             raise ValueError("beam_size and beam_size_token must be at least 1")
-
-
-def greedy(log_probs: np.ndarray, length: int) -> str:
-    """Best path: the most likely class per frame, repeats collapsed, blanks removed."""
-    best = np.asarray(log_probs[:length]).argmax(axis=-1)
-    if best.size == 0:
-        return ""
-    keep = np.concatenate([[True], best[1:] != best[:-1]]) & (best != BLANK_ID)
-    return detokenize(best[keep].tolist())
 
 
 class Decoder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import json
 import os
@@ -14,13 +15,62 @@ from pathlib import Path
 from typing import Any
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's files and entries, to disk before it is published."""
+    if path.is_dir():
+        for child in path.iterdir():
+            _fsync(child)
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    else:
+        flags = os.O_RDONLY
+    descriptor = os.open(path, flags)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+_RENAME_EXCHANGE = 2  # renameat2 flag (Linux >= 3.15): swap two paths in one step
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically; False where the system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    return result == 0
+
+
+def publish(temporary: Path, target: Path, scratch: Path) -> None:
+    """Put ``temporary`` at ``target`` so that every moment ``target`` holds an old or new whole copy.
+
+    A file replaces a file with ``os.replace`` (atomic on POSIX). A folder cannot be
+    replaced by a rename while the old one exists, so the two are exchanged in one
+    ``renameat2`` call; where that is unavailable the old folder is first moved into
+    ``scratch`` (a crash between the two renames then leaves it there, not lost).
+    """
+    _fsync(temporary)
+    if target.is_dir() and not target.is_symlink():
+        if not _exchange(temporary, target):
+            os.replace(target, scratch / "old")
+            os.replace(temporary, target)
+    else:
+        os.replace(temporary, target)
+    _fsync(target.parent)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only if the block succeeds.
 
     Works for a file or a directory: the caller creates whichever it needs at the yielded
     path. The temporary lives beside the target so that the final rename stays on one
-    file system and is atomic.
+    file system and is atomic; a writer killed at any point leaves the previous complete
+    output in place.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,14 +78,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     temporary = scratch / target.name
     try:
         yield temporary
-        if target.is_dir() and not target.is_symlink():
-            old = scratch / "old"
-            target.rename(old)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        temporary.rename(target)
+        publish(temporary, target, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def size_mb(path: str | os.PathLike[str]) -> float:
+    """A file's size on disk in megabytes (10^6 bytes)."""
+    return os.path.getsize(path) / 1e6
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -38,7 +38,7 @@ from onnxruntime.quantization import (
 
 from speechquant.errors import UserError
 from speechquant.export import load_onnx
-from speechquant.fileio import atomic_path
+from speechquant.fileio import atomic_path, size_mb
 from speechquant.model import LAYER_NAMES
 from speechquant.qat import QatOptions
 from speechquant.runtime import session
@@ -204,8 +204,8 @@ def quantize(
             raise UserError(f"{variant}: quant.exclude keeps every layer in float; nothing is left to quantize")
         elif recipe.kind == "qat":
             from speechquant.batching import UtteranceSet
+            from speechquant.checkpoint import load_model
             from speechquant.qat import export_qat, fine_tune
-            from speechquant.train import load_model
 
             if checkpoint is None or calibration_store is None or dev_store is None:
                 raise UserError(f"{variant} needs the trained checkpoint, training and dev utterances")
@@ -297,10 +297,6 @@ def max_logprob_difference(reference: Path, variant: Path, inputs: list[dict[str
     return max(
         float(np.abs(first.run(["log_probs"], feed)[0] - second.run(["log_probs"], feed)[0]).max()) for feed in inputs
     )
-
-
-def size_mb(path: Path) -> float:
-    return Path(path).stat().st_size / 1e6
 
 
 def report(

@@ -7,8 +7,12 @@ with the same weights as one that never stopped.
 
 Data parallel: under ``torchrun`` each process takes every ``world``-th utterance of
 each global batch; the loss is the sum over a process's utterances divided by the
-global batch size (times ``world``, which DDP's gradient averaging divides out), so the
-update equals a single process's on the same global batch.
+global batch size (times ``world``, which DDP's gradient averaging divides out). For a
+model without batch norm the update then equals a single process's on the same global
+batch. The default preset has batch norm: on CUDA it is synchronized (SyncBatchNorm), but
+on CPU each process normalizes by its own share's statistics, so a CPU data-parallel run
+follows a nearby but not the same trajectory as one process (``tests/test_train.py``
+measures how near).
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ from torch import nn
 from tqdm import tqdm
 
 from speechquant.batching import Batch, SpecAugmentOptions, UtteranceSet
-from speechquant.decode import greedy
+from speechquant.checkpoint import save
+from speechquant.ctc import greedy
 from speechquant.errors import UserError
-from speechquant.fileio import atomic_path
 from speechquant.metrics import error_rate
 from speechquant.model import ModelConfig, Wav2Letter
 from speechquant.store import Store
@@ -95,43 +99,36 @@ class EpochResult:
     train_seconds: float
 
 
-def load_checkpoint(path: Path, expected: ModelConfig | None = None) -> dict[str, Any]:
-    """A checkpoint dict, loaded without pickle; checks it fits ``expected`` if given."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"checkpoint {path} not found") from None
-    except Exception as error:
-        raise UserError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
-    if expected is not None and checkpoint.get("config") != expected.as_dict():
-        raise UserError(
-            f"checkpoint {path} was trained with model {checkpoint.get('config')}, "
-            f"but the params ask for {expected.as_dict()}"
-        )
-    return checkpoint
-
-
-def load_model(path: Path) -> Wav2Letter:
-    """The model a checkpoint holds, in eval mode."""
-    checkpoint = load_checkpoint(path)
-    model = Wav2Letter(ModelConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
-
-
-def _save(path: Path, data: dict[str, Any]) -> None:
-    with atomic_path(path) as temporary:
-        torch.save(data, temporary)
-
-
-def fingerprint(options: TrainOptions, config: ModelConfig, stores: list[Store]) -> str:
-    """What a resumable state must match: the params and the data it was trained on."""
-    digest = hashlib.sha256(json.dumps([asdict(options), config.as_dict()], sort_keys=True, default=str).encode())
-    for store in stores:
-        digest.update(store.offsets.tobytes())
-        digest.update((store.path / "manifest.jsonl").read_bytes())
-        digest.update(str(store.data.shape).encode())
+def _content_digest(store: Store) -> str:
+    """A hash of a store's every byte: its features, offsets, transcripts and meta."""
+    digest = hashlib.sha256()
+    for name in sorted(path.name for path in store.path.iterdir()):
+        with open(store.path / name, "rb") as file:
+            while block := file.read(1 << 22):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def fingerprint(options: TrainOptions, config: ModelConfig, stores: list[Store]) -> dict[str, str]:
+    """What a resumable state must match: the params, and the data to the last feature value.
+
+    Kept as two hashes so that a refused resume can say which of the two changed.
+    """
+    params = json.dumps([asdict(options), config.as_dict()], sort_keys=True, default=str)
+    data = hashlib.sha256("".join(_content_digest(store) for store in stores).encode())
+    return {"params": hashlib.sha256(params.encode()).hexdigest(), "data": data.hexdigest()}
+
+
+def resumable(state: dict[str, Any], key: dict[str, str], path: Path, report: bool = True) -> bool:
+    """Whether a saved state belongs to this run; if not, one line (when ``report``) says why."""
+    saved = state.get("fingerprint")
+    if saved == key:
+        return True
+    changed = [part for part in ("params", "data") if not isinstance(saved, dict) or saved.get(part) != key[part]]
+    what = {"params": "the model or train params", "data": "the training or dev features"}
+    if report:
+        print(f"starting afresh: {path} was saved for other {' and '.join(what[part] for part in changed)}")
+    return False
 
 
 def choose_device(options: TrainOptions) -> torch.device:
@@ -305,7 +302,7 @@ class Trainer:
             dev_cer=dev_cer,
             learning_rate=self.optimizer.param_groups[0]["lr"],
             skipped_batches=skipped,
-            audio_seconds=totals[2] / 100.0,
+            audio_seconds=totals[2] * self.train.store.meta["hop_ms"] / 1000,
             train_seconds=train_seconds,
         )
 
@@ -366,7 +363,7 @@ def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Pa
     key = fingerprint(options, config, [train_store, dev_store])
     if state_path.exists():
         state = torch.load(state_path, map_location=trainer.device, weights_only=True)
-        if state.get("fingerprint") == key:
+        if resumable(state, key, state_path, report=trainer.distributed.main):
             trainer.restore(state)
             if trainer.distributed.main:
                 print(f"resuming after epoch {len(trainer.history)} from {state_path}")
@@ -381,7 +378,7 @@ def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Pa
             trainer.best = {"dev_cer": result.dev_cer, "epoch": result.epoch}
             trainer.best_state = {k: v.detach().clone().cpu() for k, v in trainer.model.state_dict().items()}
         if trainer.distributed.main:
-            _save(state_path, {**trainer.state(), "fingerprint": key})
+            save(state_path, {**trainer.state(), "fingerprint": key})
             print(
                 f"epoch {result.epoch}: train loss {result.train_loss:.3f}, dev loss {result.dev_loss:.3f}, "
                 f"dev CER {result.dev_cer:.4f}, lr {result.learning_rate:.2e}, "
@@ -394,7 +391,7 @@ def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Pa
 
 def save_model(trainer: Trainer, path: Path) -> None:
     """The best epoch's weights with the config that rebuilds them."""
-    _save(path, {"config": trainer.config.as_dict(), "state_dict": trainer.best_state, **trainer.best})
+    save(path, {"config": trainer.config.as_dict(), "state_dict": trainer.best_state, **trainer.best})
 
 
 def discard_state(state_dir: Path) -> None:

@@ -3,15 +3,17 @@
 The competition ships pickled NumPy object arrays: ``{split}.npy`` holds one float
 array of mel *power* (linear scale, shape (T, 40)) per utterance, and
 ``{split}_transcripts.npy`` one array of byte-string words per utterance; the test
-split has no transcripts. ``allow_pickle=True`` appears only here, and every element's
-type is checked before it is used.
+split has no transcripts. They are unpickled here only, by an unpickler that can build
+nothing but NumPy arrays, dtypes and strings: a crafted file cannot run code. Every
+element's type is checked before it is used.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import shutil
+import os
+import pickle
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from speechquant.skips import SkipLog
 from speechquant.store import SPLITS, StoreWriter, Utterance
 
 N_MELS = 40
+DOWNLOAD_MARK = ".speechquant-download"  # written into a folder this project downloaded
 FEATURE_FILES = {split: f"{split}.npy" for split in SPLITS}
 TRANSCRIPT_FILES = {"train": "train_transcripts.npy", "dev": "dev_transcripts.npy"}
 
@@ -51,12 +54,15 @@ def _required_files() -> list[str]:
 def fetch(options: Hw4p2Options) -> Path:
     """Make sure the competition files are in ``download_dir``; download them if not.
 
-    The download goes to a temporary folder that is renamed into place only once it is
-    complete and unpacked, so a failure leaves nothing behind.
+    The download goes to a new temporary folder that is moved into place only once it is
+    complete and unpacked, so a failure leaves nothing behind. A folder already at
+    ``download_dir`` is replaced only if it is empty or an earlier download of ours: the
+    project never deletes what it did not create.
     """
     directory = Path(options.download_dir)
     if all(_find(directory, name) for name in _required_files()):
         return directory
+    _refuse_foreign_folder(directory)
     api = _authenticated_api(options.competition)
     directory.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".hw4p2-download-", dir=directory.parent) as scratch:
@@ -73,10 +79,23 @@ def fetch(options: Hw4p2Options) -> Path:
         missing = [name for name in _required_files() if not _find(partial, name)]
         if missing:
             raise UserError(f"the download of {options.competition} lacks {', '.join(missing)}")
+        (partial / DOWNLOAD_MARK).write_text(f"{options.competition}\n", encoding="utf-8")
+        _refuse_foreign_folder(directory)  # checked again: the download took a while
         if directory.exists():
-            shutil.rmtree(directory)
-        partial.rename(directory)
+            os.replace(directory, Path(scratch) / "previous")  # empty or ours; removed with the scratch folder
+        os.replace(partial, directory)
     return directory
+
+
+def _refuse_foreign_folder(directory: Path) -> None:
+    """A UserError unless ``directory`` is absent, empty, or an earlier download of ours."""
+    if directory.is_symlink() or (directory.exists() and not directory.is_dir()):
+        raise UserError(f"data.hw4p2.download_dir {directory} is not a folder; choose a new folder for the download")
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / DOWNLOAD_MARK).is_file():
+        raise UserError(
+            f"data.hw4p2.download_dir {directory} holds files that are not a download of ours and lacks "
+            f"{', '.join(_required_files())}: choose a new or empty folder (nothing was changed)"
+        )
 
 
 def _authenticated_api(competition: str) -> Any:
@@ -112,9 +131,43 @@ def _explain_download_error(error: Exception, competition: str) -> str:
     return f"could not download {competition} from Kaggle ({type(error).__name__}: {text[:200]}); check the network"
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Builds NumPy arrays, dtypes, bytes and strings; refuses every other global.
+
+    Pickle runs whatever callable a file names; the competition's files need only the
+    array reconstruction below (``_codecs.encode`` for arrays pickled by Python 2, whose
+    byte strings arrive as latin-1 text).
+    """
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a data file has no need of")
+        return super().find_class(module, name)
+
+
 def _load_object_array(path: Path) -> np.ndarray:
+    """The file's array; object arrays are unpickled by ``_ArrayUnpickler`` only."""
     try:
-        array = np.load(path, allow_pickle=True, encoding="bytes")
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            _, _, dtype = header(file)
+            if dtype.hasobject:
+                array = _ArrayUnpickler(file, encoding="bytes").load()
+            else:
+                array = np.load(path, allow_pickle=False)
     except Exception as error:
         raise UserError(f"{path} is not a readable .npy file ({type(error).__name__}: {error})") from None
     if not isinstance(array, np.ndarray) or array.ndim < 1:
