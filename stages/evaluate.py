@@ -1,9 +1,11 @@
-"""DVC stage `evaluate@<variant>`: CTC loss, CER, WER and average Levenshtein on dev and test."""
+"""DVC stages `evaluate@<variant>` and `evaluate_lm@<variant>-<lm>`: CTC loss, CER, WER and
+average Levenshtein on dev and test, with the `decode` params, or with them and an n-gram LM."""
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 
-from speechquant.decode import Decoder, DecoderOptions
+from speechquant.decode import LMS, Decoder, DecoderOptions
 from speechquant.errors import exit_on_user_error
 from speechquant.evaluate import EvalOptions, evaluate_split, result_rows
 from speechquant.fileio import write_csv, write_json
@@ -14,14 +16,22 @@ from speechquant.store import Store
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("variant")
+    parser.add_argument("--lm", choices=[lm for lm in LMS if lm != "none"], help="decode with this LM (beam search)")
     parser.add_argument("--models-dir", type=Path, default=Path("models/quantized"))
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--lm-dir", type=Path, default=Path("models/lm"))
-    parser.add_argument("--metrics-dir", type=Path, default=Path("metrics/eval"))
-    parser.add_argument("--plots-dir", type=Path, default=Path("plots/eval"))
+    parser.add_argument("--metrics-dir", type=Path, help="default: metrics/eval, or metrics/eval_lm with --lm")
+    parser.add_argument("--plots-dir", type=Path, help="default: plots/eval, or plots/eval_lm with --lm")
     args = parser.parse_args()
     params = load_params()
-    decoding = build(DecoderOptions, section(params, "decode"), "decode")
+    decode_params = section(params, "decode")
+    name = args.variant
+    if args.lm:
+        decode_params = {**decode_params, "method": "beam", "lm": args.lm}
+        name = f"{args.variant}-{args.lm}"
+    folder = "eval_lm" if args.lm else "eval"
+    metrics_dir, plots_dir = args.metrics_dir or Path("metrics", folder), args.plots_dir or Path("plots", folder)
+    decoding = build(DecoderOptions, decode_params, "decode")
     options = build(EvalOptions, section(params, "eval"), "eval")
     decoder = Decoder(decoding, args.lm_dir / f"{decoding.lm}.arpa" if decoding.lm != "none" else None)
     model = args.models_dir / f"{args.variant}.onnx"
@@ -29,14 +39,14 @@ def main() -> None:
     for split in options.splits:
         split_metrics, results = evaluate_split(model, Store(args.features / split), decoder, options, split)
         metrics[split] = split_metrics
-        write_csv(args.plots_dir / args.variant / f"{split}.csv", result_rows(results))
+        write_csv(plots_dir / name / f"{split}.csv", result_rows(results))
         m = split_metrics
         print(
-            f"{args.variant} {split}: CER {m['cer']} WER {m['wer']} Levenshtein {m['levenshtein_mean']} "
+            f"{name} {split}: CER {m['cer']} WER {m['wer']} Levenshtein {m['levenshtein_mean']} "
             f"CTC loss {m['ctc_loss']} ({m['scored']}/{m['utterances']} scored; model {m['model_seconds']} s, "
             f"decode {m['decoded_per_second']} utt/s)"
         )
-    write_json(args.metrics_dir / f"{args.variant}.json", metrics)
+    write_json(metrics_dir / f"{name}.json", {"decoder": asdict(decoding), **metrics})
 
 
 if __name__ == "__main__":

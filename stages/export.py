@@ -10,7 +10,7 @@ from speechquant.checkpoint import load_model
 from speechquant.errors import exit_on_user_error
 from speechquant.export import OPSET, export
 from speechquant.fileio import size_mb, write_json
-from speechquant.runtime import session
+from speechquant.runtime import FEATURE_DTYPE, session
 from speechquant.store import Store
 
 PARITY_UTTERANCES = 8
@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
     args = parser.parse_args()
     model = load_model(args.checkpoint)
-    export(model, args.output)
     dev = Store(args.features)
+    export(model, args.output, metadata={FEATURE_DTYPE: dev.meta["dtype"]})
     rows = [np.asarray(dev[i], dtype=np.float32) for i in range(min(PARITY_UTTERANCES, len(dev)))]
     features = np.zeros((len(rows), max(len(r) for r in rows), rows[0].shape[1]), dtype=np.float32)
     for index, row in enumerate(rows):

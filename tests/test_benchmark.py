@@ -50,9 +50,35 @@ def test_a_session_runs_and_its_peak_memory_is_measured_apart(exported, features
     assert memory["peak_rss_mb"] > memory["added_by_model_mb"] > 5  # the weights, at least
 
 
-def test_the_hardware_stamp_names_the_instruction_sets_that_decide_int8_speed():
-    stamp = hardware_stamp()
-    assert {"avx512_vnni", "amx_int8", "avx2"} <= set(stamp["flags"]) and stamp["cores"] >= 1
+EPYC = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 avx512_vnni avx512bw
+
+processor\t: 1
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 avx512_vnni avx512bw
+"""
+XEON = """processor\t: 0
+model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
+flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8
+"""
+OLD = "model name\t: Intel(R) Core(TM) i7-4770\nflags\t\t: fpu sse4_2 avx avx2\n"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "cpu", "isa", "amx"),
+    [
+        (EPYC, "AMD EPYC 9R14", "AVX-512, VNNI, BF16, no AMX", False),
+        (XEON, "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", "AVX-512, VNNI, BF16, AMX", True),
+        (OLD, "Intel(R) Core(TM) i7-4770", "AVX2, no AMX", False),
+    ],
+)
+def test_the_hardware_stamp_reads_the_cpu_and_the_instruction_sets_that_decide_int8_speed(cpuinfo, cpu, isa, amx):
+    stamp = hardware_stamp(cpuinfo)
+    assert stamp["cpu"] == cpu and stamp["isa"] == isa
+    assert stamp["flags"]["amx_int8"] is amx and stamp["flags"]["avx2"] is True
+    assert stamp["flags"]["avx512_vnni"] is (cpuinfo is not OLD)
 
 
 def test_pareto_front_keeps_only_points_nothing_beats_on_both_axes():

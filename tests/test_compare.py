@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from speechquant.compare import Scored, examples, paired_bootstrap
+from speechquant.compare import Scored, describe_difference, examples, paired_bootstrap
 
 
 def scored(edits: list[int], lengths: list[int]) -> Scored:
@@ -46,3 +46,16 @@ def test_examples_are_the_best_typical_and_worst_utterances():
     assert picked["best"]["id"] == "u1"  # a perfect transcript, and the longer one
     assert picked["worst"]["id"] == "u3"
     assert picked["typical"]["id"] == "u2"  # 0.1 per character against 0.14 overall, longer than u4
+
+
+def test_a_difference_whose_interval_holds_zero_is_called_no_measurable_change():
+    rng = np.random.default_rng(3)
+    lengths = np.full(200, 40)
+    base = rng.integers(0, 6, 200)
+    noisy = base + rng.choice([-1, 0, 1], 200) * (base > 0)  # as many utterances better as worse
+    same = paired_bootstrap(scored(list(noisy), list(lengths)), scored(list(base), list(lengths)), 1000, 0)
+    assert same["ci95_low"] < 0 < same["ci95_high"] and not same["measurable"]
+    assert describe_difference(same).endswith(": no measurable change")
+    worse = paired_bootstrap(scored(list(base + 1), list(lengths)), scored(list(base), list(lengths)), 1000, 0)
+    assert worse["measurable"] and describe_difference(worse).endswith(": worse")
+    assert describe_difference(worse).startswith(f"{worse['relative_difference']:+.2%} (")

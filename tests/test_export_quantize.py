@@ -18,7 +18,7 @@ from speechquant.quantize import (
     report,
     utterance_inputs,
 )
-from speechquant.runtime import session
+from speechquant.runtime import FEATURE_DTYPE, feature_dtype, session
 from speechquant.store import Store
 
 
@@ -56,9 +56,12 @@ def test_export_is_checked_folded_and_names_its_convs(exported):
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "qat_int8"])
 def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tmp_path, variant):
     options = QuantOptions(calibration=CalibrationOptions(utterances=4))
-    output = tmp_path / f"{variant}.onnx"
-    keep_float, _ = quantize(variant, exported, output, options, features)
-    metrics = report(variant, output, exported, keep_float, utterance_inputs(features, 2, seed=0))
+    source, output = tmp_path / "model.onnx", tmp_path / f"{variant}.onnx"
+    model = onnx.load(str(exported))
+    onnx.helper.set_model_props(model, {FEATURE_DTYPE: "float32"})
+    onnx.save(model, str(source))
+    keep_float, _ = quantize(variant, source, output, options, features)
+    metrics = report(variant, output, source, keep_float, utterance_inputs(features, 2, seed=0))
     kernels = metrics["conv_kernels"]
     if variant.startswith("static") or variant == "auto_int8":
         assert kernels.get("QLinearConv") == 11 - len(keep_float)
@@ -66,7 +69,9 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
         assert kernels.get("ConvInteger") == 11 - len(keep_float)
     else:
         assert kernels == {"Conv": 11}
-    assert metrics["float_layers"] == (["conv0"] if "semi" in variant else []) or variant in ("fp32", "fp16")
+    float_layers = list(LAYER_NAMES) if variant in ("fp32", "fp16") else ["conv0"] if "semi" in variant else []
+    assert metrics["float_layers"] == float_layers
+    assert feature_dtype(session(output)) == "float32"  # the front-end's metadata survives quantization
     if variant == "static_int8":
         assert metrics["smaller_than_fp32"] >= 3.9
     if variant == "fp16":
@@ -121,9 +126,10 @@ def test_qat_fine_tunes_and_exports_int8_kernels(trained_like_model, features, e
     options = QuantOptions(calibration=CalibrationOptions(utterances=2), qat=QatOptions(steps=2, batch_frames=600))
     output = tmp_path / "qat_int8.onnx"
     keep_float, measured = quantize("qat_int8", exported, output, options, features, checkpoint, features)
-    assert measured["qat_steps"] == 2 and measured["qat_dev_cer_after"] >= 0
+    assert measured["qat_steps"] == 2 and {"qat_dev_cer_before", "qat_dev_cer_after"} <= set(measured)
     metrics = report("qat_int8", output, exported, keep_float, utterance_inputs(features, 2, seed=0))
     assert metrics["conv_kernels"] == {"QLinearConv": 11}
+    assert metrics["max_abs_logprob_diff_vs_fp32"] > 0  # fine-tuned and quantized: not the float model
     assert metrics["smaller_than_fp32"] >= 3.9
 
 

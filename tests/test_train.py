@@ -61,6 +61,30 @@ def test_a_checkpoint_for_other_params_is_one_clear_error(data, tmp_path):
         checkpoint.load_checkpoint(tmp_path / "junk.pt")
 
 
+def test_a_saved_state_resumes_only_on_the_same_feature_values(data, tmp_path, capsys):
+    config = ModelConfig(hidden_channels=16, wide_channels=32)
+    options = train.TrainOptions(epochs=1, batch_frames=1000, precision="fp32")
+    train.run(config, options, Store(data / "train"), Store(data / "dev"), tmp_path / "state")
+    trainer = train.run(config, options, Store(data / "train"), Store(data / "dev"), tmp_path / "state")
+    assert "resuming after epoch 1" in capsys.readouterr().out and len(trainer.history) == 1
+
+    changed = Store(data / "train")
+    with StoreWriter(tmp_path / "train", np.float16, (40,), changed.meta) as writer:
+        for index, (utterance, rows) in enumerate(changed):
+            rows = np.array(rows)
+            if index == 7:
+                rows[3, 5] += 1  # one feature value, as a changed features.window_ms would move many
+            writer.append(Utterance(utterance.id, utterance.text, 0), rows)
+    trainer = train.run(config, options, Store(tmp_path / "train"), Store(data / "dev"), tmp_path / "state")
+    output = capsys.readouterr().out
+    assert len(trainer.history) == 1 and "epoch 1: train loss" in output  # trained again
+    assert "resuming" not in output
+    lines = [line for line in output.splitlines() if line.startswith("starting afresh")]
+    assert lines == [
+        f"starting afresh: {tmp_path / 'state' / 'last.pt'} was saved for other the training or dev features"
+    ]
+
+
 def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):
     store = Store(data / "train")
     with StoreWriter(tmp_path / "train", np.float16, (40,), {"kind": "log_mel", "hop_ms": 10.0}) as writer:
@@ -96,20 +120,23 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_result(data, tmp_path):
     assert [e["dev_cer"] for e in a["history"]] == pytest.approx([e["dev_cer"] for e in b["history"]], abs=1e-6)
 
 
-def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, tmp_path):
-    single = run_script(data, tmp_path / "s1", tmp_path / "single.pt", "no-augment")
+def run_single_and_two_gloo_processes(data, tmp_path, *flags) -> tuple[dict, dict]:
+    single = run_script(data, tmp_path / "s1", tmp_path / "single.pt", "no-augment", *flags)
     assert single.returncode == 0, single.stderr
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(SCRIPT)]
     result = subprocess.run(
-        [*command, str(data), str(tmp_path / "s2"), str(tmp_path / "ddp.pt"), "no-augment"],
+        [*command, str(data), str(tmp_path / "s2"), str(tmp_path / "ddp.pt"), "no-augment", *flags],
         capture_output=True,
         text=True,
         check=False,
         env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    a = torch.load(tmp_path / "single.pt", weights_only=True)
-    b = torch.load(tmp_path / "ddp.pt", weights_only=True)
+    return torch.load(tmp_path / "single.pt", weights_only=True), torch.load(tmp_path / "ddp.pt", weights_only=True)
+
+
+def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, tmp_path):
+    a, b = run_single_and_two_gloo_processes(data, tmp_path)
     # The losses are the sharp check: equal to float noise when the global batches are the same.
     assert [e["train_loss"] for e in b["history"]] == pytest.approx([e["train_loss"] for e in a["history"]], rel=1e-5)
     assert [e["dev_loss"] for e in b["history"]] == pytest.approx([e["dev_loss"] for e in a["history"]], rel=1e-5)
@@ -117,3 +144,18 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, t
     # near-zero gradient (conv0, far from the loss) becomes a step of up to the learning rate.
     for name, tensor in a["state_dict"].items():
         assert float((b["state_dict"][name] - tensor).norm() / tensor.norm()) < 0.03, name
+
+
+def test_with_batch_norm_two_cpu_processes_follow_a_near_but_not_the_same_trajectory(data, tmp_path):
+    """The default preset has batch norm, which is per process on CPU (no SyncBatchNorm there).
+
+    Measured: epoch losses 0.3-0.9 % apart from one process's, so the bounds below hold with
+    margin on both sides: not equal (as they are without batch norm), but close.
+    """
+    a, b = run_single_and_two_gloo_processes(data, tmp_path, "batch-norm")
+    single, ddp = np.array([e["train_loss"] for e in a["history"]]), np.array([e["train_loss"] for e in b["history"]])
+    relative = np.abs(ddp - single) / single
+    assert relative[0] > 1e-4  # each process normalized its own half of the batch
+    assert relative.max() < 0.03
+    dev_single, dev_ddp = (np.array([e["dev_loss"] for e in x["history"]]) for x in (a, b))
+    assert (np.abs(dev_ddp - dev_single) / dev_single).max() < 0.03

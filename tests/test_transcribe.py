@@ -7,14 +7,14 @@ import pytest
 import soundfile
 import soxr
 
-from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel, log_mel_numpy, log_of_power, mel_filterbank
+from speechquant.audio import SAMPLE_RATE, MelOptions, mel_filterbank, mel_power
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import UserError
 from speechquant.export import export
 from speechquant.model import ModelConfig, Wav2Letter
 from speechquant.runtime import open_model
 from speechquant.store import Store
-from speechquant.transcribe import ChunkOptions, Transcriber
+from speechquant.transcribe import ChunkOptions, Transcriber, chunks_of
 
 GREEDY = Decoder(DecoderOptions(method="greedy"))
 # torch made unimportable: `import torch` raises ImportError in the command's process.
@@ -32,32 +32,34 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", NO_TORCH, *args], capture_output=True, text=True, check=False)
 
 
-def test_the_runtime_log_mel_matches_the_training_features(speech):
-    for samples in speech:
-        runtime, training = log_mel_numpy(samples), log_mel(samples)
-        # The training path's float32 STFT loses precision in near-silent bins (power within
-        # a few decades of the 1e-10 floor): up to 2e-3 there, against an exact float64 STFT.
-        audible = training > -15
-        assert np.abs(runtime - training)[audible].max() < 2e-4
-        assert np.abs(runtime - training).max() < 3e-3
-        assert np.abs(runtime - float64_log_mel(samples)).max() < 1e-5  # the runtime path is the exact one
+def test_transcribe_feeds_the_model_exactly_the_features_training_stored(features, speech, exported, tmp_path):
+    """Same function, same rounding to the store's float16: equal to the last bit on any CPU."""
+    assert Transcriber(open_model(exported), GREEDY).feature_dtype == "float16"  # no metadata: the default
+    for index, samples in enumerate(speech):
+        path = tmp_path / f"{index}.wav"
+        soundfile.write(path, samples, SAMPLE_RATE, subtype="PCM_16")  # the corpus's own int16 samples
+        (chunk,) = chunks_of(path, ChunkOptions(1000, 3), features.meta["dtype"])
+        np.testing.assert_array_equal(chunk.features, np.asarray(features[index], dtype=np.float32))
 
 
-def float64_log_mel(samples: np.ndarray) -> np.ndarray:
+def test_the_float64_stft_is_torch_stft(speech):
+    """The NumPy STFT follows torch.stft's conventions (centering, reflect pad, periodic Hann)."""
     import torch
 
     options = MelOptions()
-    spectrum = torch.stft(
-        torch.from_numpy(samples).double(),
-        n_fft=options.n_fft,
-        hop_length=options.hop_length,
-        win_length=options.win_length,
-        window=torch.hann_window(options.win_length, dtype=torch.float64),
-        center=True,
-        return_complex=True,
-    )
-    filters = torch.from_numpy(mel_filterbank(options.n_mels, options.n_fft)).double()
-    return log_of_power((filters @ spectrum.abs().pow(2)).T.numpy().astype(np.float32))
+    for samples in speech[:3]:
+        spectrum = torch.stft(
+            torch.from_numpy(samples).double(),
+            n_fft=options.n_fft,
+            hop_length=options.hop_length,
+            win_length=options.win_length,
+            window=torch.hann_window(options.win_length, dtype=torch.float64),
+            center=True,
+            return_complex=True,
+        )
+        filters = torch.from_numpy(mel_filterbank(options.n_mels, options.n_fft)).double()
+        expected = (filters @ spectrum.abs().pow(2)).T.numpy()
+        np.testing.assert_allclose(mel_power(samples, options), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_chunked_long_files_decode_like_one_pass(exported, speech, tmp_path):

@@ -1,7 +1,8 @@
 """Run a tiny training in its own process (for torchrun and kill -9 tests).
 
-usage: train_script.py DATA_DIR STATE_DIR OUTPUT [kill]
-With ``kill``, the process SIGKILLs itself in the middle of the second epoch.
+usage: train_script.py DATA_DIR STATE_DIR OUTPUT [kill] [no-augment] [batch-norm]
+With ``kill``, the process SIGKILLs itself in the middle of the second epoch; with
+``batch-norm``, the model has batch norm as the default preset does.
 """
 
 import os
@@ -25,6 +26,8 @@ def main() -> None:
     if "no-augment" in sys.argv:
         options = train.TrainOptions(**{**OPTIONS.__dict__, "spec_augment": train.SpecAugmentOptions(0, 0, 0, 0)})
     config = ModelConfig(**{**CONFIG.as_dict(), "dropout": 0.0}) if "no-augment" in sys.argv else CONFIG
+    if "batch-norm" in sys.argv:
+        config = ModelConfig(**{**config.as_dict(), "batch_norm": True})
     if "kill" in sys.argv:
         original = train.Trainer._local_positions
         calls = []

@@ -53,8 +53,11 @@ class Scored:
         return float(self.edits.sum() / max(self.lengths.sum(), 1))
 
 
-def paired_bootstrap(variant: Scored, reference: Scored, samples: int, seed: int) -> dict[str, float]:
-    """CER(variant) - CER(reference) and its 95% percentile interval over paired resamples."""
+def paired_bootstrap(variant: Scored, reference: Scored, samples: int, seed: int) -> dict[str, Any]:
+    """CER(variant) - CER(reference), its 95% percentile interval over paired resamples, and
+    whether the interval excludes zero (``measurable``): a difference inside its interval's
+    reach of zero is no measurable change, never a ranking.
+    """
     if variant.ids != reference.ids:
         raise ValueError("the two variants were not scored on the same utterances")
     rng = np.random.default_rng(seed)
@@ -62,12 +65,25 @@ def paired_bootstrap(variant: Scored, reference: Scored, samples: int, seed: int
     characters = np.maximum(reference.lengths[picks].sum(axis=1), 1)
     differences = (variant.edits[picks].sum(axis=1) - reference.edits[picks].sum(axis=1)) / characters
     low, high = np.percentile(differences, [2.5, 97.5])
+    reference_cer = max(reference.cer(), 1e-12)
     return {
         "cer_difference": round(variant.cer() - reference.cer(), 6),
         "ci95_low": round(float(low), 6),
         "ci95_high": round(float(high), 6),
-        "relative_difference": round((variant.cer() - reference.cer()) / max(reference.cer(), 1e-12), 4),
+        "relative_difference": round((variant.cer() - reference.cer()) / reference_cer, 4),
+        "relative_ci95_low": round(float(low) / reference_cer, 4),
+        "relative_ci95_high": round(float(high) / reference_cer, 4),
+        "measurable": bool(low > 0 or high < 0),
     }
+
+
+def describe_difference(versus: dict[str, Any]) -> str:
+    """A bootstrap result in words, e.g. "+0.46 % (-0.47 %, +1.40 %): no measurable change"."""
+    low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
+    interval = f"{versus['relative_difference']:+.2%} ({low:+.2%}, {high:+.2%})"
+    if not versus["measurable"]:
+        return f"{interval}: no measurable change"
+    return f"{interval}: {'worse' if versus['cer_difference'] > 0 else 'better'}"
 
 
 def examples(scored: Scored) -> dict[str, dict[str, Any]]:

@@ -64,8 +64,12 @@ def name_conv_nodes(graph: onnx.GraphProto) -> None:
         raise RuntimeError(f"exported graph has convs {found}, expected {list(LAYER_NAMES)}")
 
 
-def export(model: Wav2Letter, path: Path) -> onnx.ModelProto:
-    """Write the ONNX model to ``path`` (atomically) and return it, checked."""
+def export(model: Wav2Letter, path: Path, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
+    """Write the ONNX model to ``path`` (atomically) and return it, checked.
+
+    ``metadata`` goes to the model's ``metadata_props``: what a runtime must know to
+    feed the model as training did (see ``runtime.feature_dtype``).
+    """
     folded = fold_batch_norm(model)
     example = (torch.zeros(2, 300, model.config.n_mels), torch.tensor([300, 200]))
     with atomic_path(path) as temporary, warnings.catch_warnings():
@@ -82,6 +86,7 @@ def export(model: Wav2Letter, path: Path) -> onnx.ModelProto:
         )
         proto = program.model_proto
         name_conv_nodes(proto.graph)
+        onnx.helper.set_model_props(proto, metadata or {})
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, temporary)
     return proto

@@ -245,7 +245,16 @@ def quantize(
                 # Ranges of every conv tensor, reused by later calls (the sensitivity search).
                 calibration_cache_path=calibration_cache,
             )
+        if recipe.kind != "float":
+            copy_metadata(source, temporary)
     return keep_float, measured
+
+
+def copy_metadata(source: Path, target: Path) -> None:
+    """Give ``target`` the ``metadata_props`` of ``source``: quantizers and converters drop them."""
+    model = onnx.load(str(target))
+    onnx.helper.set_model_props(model, {prop.key: prop.value for prop in onnx.load(str(source)).metadata_props})
+    onnx.save(model, str(target))
 
 
 INT8_KERNELS = ("QLinearConv", "ConvInteger")

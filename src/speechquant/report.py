@@ -1,7 +1,7 @@
-"""REPORT.md and its figures, generated from the pipeline's metrics and plot data only.
+"""The report's figures, drawn from the pipeline's metrics and plot data only.
 
-Nothing here measures anything: every number comes from a metrics file written by an
-earlier stage, so the report can never disagree with `dvc metrics show`.
+Nothing here measures anything: every number comes from a file written by an earlier
+stage (the text beside the figures is ``summary.py``'s).
 """
 
 from __future__ import annotations
@@ -15,14 +15,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt
 
-# The study's published results on HW4P2 dev (size in MB, average Levenshtein distance).
-STUDY = {
-    "fp32": {"size_mb": 94.5, "levenshtein_mean": 28.26, "dev_seconds": 88},
-    "dynamic_int8": {"size_mb": 23.7, "levenshtein_mean": 46.23, "dev_seconds": 154},
-    "dynamic_semi_int8": {"size_mb": 25.1, "levenshtein_mean": 28.96, "dev_seconds": None},
-    "qat_int8": {"size_mb": 23.8, "levenshtein_mean": 60.5, "dev_seconds": None},
-}
-HEADLINE = "batch1_10s_1thread"  # the latency the targets are stated at
 DPI = 110
 
 

@@ -15,6 +15,10 @@ from speechquant.errors import UserError
 from speechquant.text import NUM_CLASSES
 
 N_MELS = MelOptions().n_mels  # the features every model reads
+# Metadata key of the dtype the training features were stored in; a model without it
+# (exported by an older version) was trained on the features stage's default, float16.
+FEATURE_DTYPE = "feature_dtype"
+DEFAULT_FEATURE_DTYPE = "float16"
 
 
 def session(path: Path, optimized_path: Path | None = None, threads: int = 1) -> ort.InferenceSession:
@@ -45,3 +49,8 @@ def open_model(path: Path, threads: int = 1) -> ort.InferenceSession:
             f"(expected log_probs (batch, frames, {NUM_CLASSES}) and output_lengths, got {got})"
         )
     return model
+
+
+def feature_dtype(model: ort.InferenceSession) -> str:
+    """The dtype the model's training features had: runtime features are rounded to it."""
+    return model.get_modelmeta().custom_metadata_map.get(FEATURE_DTYPE, DEFAULT_FEATURE_DTYPE)

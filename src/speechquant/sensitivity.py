@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from speechquant.compare import Scored
 from speechquant.ctc import LAYERS
 from speechquant.model import LAYER_NAMES
 from speechquant.store import Store
@@ -33,22 +34,25 @@ class AutoOptions:
     """The ``quant.auto`` params."""
 
     max_cer_increase: float = 0.01  # relative to fp32 on the dev subset
-    utterances: int = 200  # dev subset the choice is made on
+    utterances: int = 0  # dev subset the choice is made on; 0: the whole dev split
     seed: int = 0
     max_float_layers: int = 3  # deepest search: sets of up to this many layers
     search_width: int = 5  # layers (most helpful first) combined in sets of two or more
 
     def __post_init__(self) -> None:
-        if self.max_cer_increase < 0 or self.utterances < 1 or self.search_width < 1:
-            raise ValueError("max_cer_increase must be >= 0, utterances and search_width >= 1")
+        if self.max_cer_increase < 0 or self.utterances < 0 or self.search_width < 1:
+            raise ValueError("max_cer_increase and utterances must be >= 0, search_width >= 1")
         if not 0 <= self.max_float_layers <= len(LAYER_NAMES):
             raise ValueError(f"max_float_layers must be between 0 and {len(LAYER_NAMES)}")
 
 
 @dataclass
 class Score:
+    """A candidate's CER and KL on the subset; ``scored`` holds its per-utterance edits, for intervals."""
+
     cer: float
     kl: float
+    scored: Scored | None = None
 
 
 def layer_costs(model_path: Path) -> dict[str, dict[str, float]]:
@@ -64,6 +68,9 @@ def layer_costs(model_path: Path) -> dict[str, dict[str, float]]:
 
 
 def subset(store: Store, utterances: int, seed: int) -> list[int]:
+    """``utterances`` of the store chosen with ``seed``, in store order; all of them for 0."""
+    if utterances == 0 or utterances >= len(store):
+        return list(range(len(store)))
     chosen = np.random.default_rng(seed).choice(len(store), size=min(utterances, len(store)), replace=False)
     return sorted(int(i) for i in chosen)
 

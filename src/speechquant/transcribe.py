@@ -25,10 +25,11 @@ import onnxruntime as ort
 import soundfile
 import soxr
 
-from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel_numpy
+from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel
 from speechquant.ctc import LAYERS, output_frames
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
+from speechquant.runtime import feature_dtype
 
 HOP = MelOptions().hop_length  # samples per feature frame
 STRIDE = LAYERS[0].stride  # feature frames per output frame
@@ -81,8 +82,8 @@ class Chunk:
     keep_to: int | None  # end (exclusive) of kept feature frames; None: to the end of the file
 
 
-def chunks_of(path: Path, options: ChunkOptions) -> Iterator[Chunk]:
-    """The file's chunks in order; memory holds one chunk plus a read block."""
+def chunks_of(path: Path, options: ChunkOptions, dtype: str = "float32") -> Iterator[Chunk]:
+    """The file's chunks in order, features rounded to ``dtype``; memory holds one chunk plus a read block."""
     core, context = options.frames(options.chunk_seconds), options.frames(options.context_seconds)
     buffer, buffer_start, keep_from, total = np.zeros(0, dtype=np.float32), 0, 0, 0
 
@@ -91,7 +92,7 @@ def chunks_of(path: Path, options: ChunkOptions) -> Iterator[Chunk]:
         audio = buffer[first * HOP - buffer_start :]
         if not last:
             audio = audio[: (keep_from + core + context - first) * HOP]
-        return Chunk(log_mel_numpy(audio), first, keep_from, None if last else keep_from + core)
+        return Chunk(log_mel(audio, dtype=dtype), first, keep_from, None if last else keep_from + core)
 
     for block in resampled_blocks(path):
         buffer = np.concatenate([buffer, block])
@@ -135,6 +136,7 @@ class Transcriber:
         self.session = session
         self.decoder = decoder
         self.chunks = chunks
+        self.feature_dtype = feature_dtype(session)  # what training fed the model
 
     def log_probs(self, features: np.ndarray) -> np.ndarray:
         rows = features.astype(np.float32)[None]
@@ -144,13 +146,13 @@ class Transcriber:
     def file_log_probs(self, path: Path) -> tuple[np.ndarray, float]:
         """The whole file's log-probs, computed chunk by chunk in two passes, and its length in seconds."""
         rows, total, squares = 0, 0.0, 0.0
-        for chunk in chunks_of(path, self.chunks):  # pass 1: the file's statistics
+        for chunk in chunks_of(path, self.chunks, self.feature_dtype):  # pass 1: the file's statistics
             kept = kept_rows(chunk).astype(np.float64)
             rows, total, squares = rows + len(kept), total + kept.sum(axis=0), squares + (kept**2).sum(axis=0)
         mean = total / rows
         variance = np.maximum(squares / rows - mean**2, 0.0)
         log_probs = []
-        for chunk in chunks_of(path, self.chunks):  # pass 2: the model
+        for chunk in chunks_of(path, self.chunks, self.feature_dtype):  # pass 2: the model
             if chunk.first == 0 and chunk.keep_to is None:  # the whole file is one chunk
                 log_probs.append(self.log_probs(chunk.features))
                 continue

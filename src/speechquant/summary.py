@@ -1,0 +1,334 @@
+"""The written results: REPORT.md and the README's results block, from the metrics files only.
+
+Nothing here measures anything. Every number a reader sees is read from a file an
+earlier stage wrote, so the README and the report cannot drift from `dvc metrics show`:
+``tests/test_summary.py`` fails when the README's block differs from what this module
+writes from the committed metrics. A CER difference whose paired-bootstrap interval
+holds zero is written as "no measurable change", never as a ranking.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechquant.compare import CompareOptions, Scored, describe_difference, example_lines, paired_bootstrap
+
+HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
+PYTORCH = "pytorch_fp32"  # the benchmark's PyTorch eager row
+README_BEGIN = "<!-- results: written by the report stage from metrics/; do not edit by hand -->"
+README_END = "<!-- end of results -->"
+
+# The study's published results on HW4P2 dev (size in MB, average Levenshtein distance).
+STUDY = {
+    "fp32": {"size_mb": 94.5, "levenshtein_mean": 28.26},
+    "dynamic_int8": {"size_mb": 23.7, "levenshtein_mean": 46.23},
+    "dynamic_semi_int8": {"size_mb": 25.1, "levenshtein_mean": 28.96},
+    "qat_int8": {"size_mb": 23.8, "levenshtein_mean": 60.5},
+}
+
+
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@dataclass
+class Results:
+    """Every metrics file the written results quote, read from a checkout at ``root``."""
+
+    root: Path
+    variants: list[str]
+    reference: str
+    splits: list[str]
+    bootstrap: CompareOptions
+    evaluation: dict[str, dict[str, Any]]
+    compare: dict[str, Any]
+    benchmark: dict[str, Any]
+    train: dict[str, Any]
+    export: dict[str, Any]
+    lm: dict[str, dict[str, Any]]  # "<variant>-<lm>" -> the evaluate_lm metrics
+    sensitivity: dict[str, Any] | None
+
+    @classmethod
+    def load(cls, root: Path, params: dict[str, Any]) -> Results:
+        variants = list(params["quant"]["variants"])
+        eval_lm = params.get("eval_lm", {})
+        lm_names = [f"{v}-{lm}" for v in eval_lm.get("variants", []) for lm in eval_lm.get("lms", [])]
+        sensitivity = root / "metrics" / "sensitivity.json"
+        return cls(
+            root=root,
+            variants=variants,
+            reference=params["compare"]["reference"],
+            splits=list(params["eval"]["splits"]),
+            bootstrap=CompareOptions(**params["compare"]),
+            evaluation={v: _load(root / "metrics" / "eval" / f"{v}.json") for v in variants},
+            compare=_load(root / "metrics" / "compare.json"),
+            benchmark=_load(root / "metrics" / "benchmark.json"),
+            train=_load(root / "metrics" / "train.json"),
+            export=_load(root / "metrics" / "export.json"),
+            lm={name: _load(root / "metrics" / "eval_lm" / f"{name}.json") for name in lm_names},
+            sensitivity=_load(sensitivity) if sensitivity.exists() else None,
+        )
+
+    def scored(self, folder: str, name: str, split: str) -> Scored:
+        return Scored.read(self.root / "plots" / folder / name / f"{split}.csv")
+
+    def timing(self, variant: str) -> dict[str, Any]:
+        return self.benchmark["variants"].get(variant, {}).get("latency", {}).get(HEADLINE, {})
+
+
+def decoder_words(decoder: dict[str, Any] | None) -> str:
+    """How the hypotheses were decoded, in words, from the decoder options an evaluation recorded."""
+    if not decoder:
+        return "decoder not recorded"
+    if decoder["method"] == "greedy":
+        return "greedy (best path) decoding"
+    lm = "no LM" if decoder["lm"] == "none" else f"{decoder['lm']} n-gram LM (weight {decoder['lm_weight']})"
+    return f"beam search (beam {decoder['beam_size']}), {lm}"
+
+
+def machine_words(results: Results) -> str:
+    hardware = results.benchmark["hardware"]
+    isa = hardware.get("isa") or ", ".join(f for f, on in hardware["flags"].items() if on)
+    return f"{hardware['cpu']}, {hardware['cores']} cores ({isa}), onnxruntime {hardware['onnxruntime']}"
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _versus(results: Results, variant: str, split: str) -> str:
+    if variant == results.reference:
+        return "reference"
+    versus = results.compare[variant][split].get(f"vs_{results.reference}")
+    return describe_difference(versus) if versus else "-"
+
+
+def variant_table(results: Results, detailed: bool) -> list[str]:
+    """One row per variant: size, accuracy with its interval against the reference, latency."""
+    reference, nan = results.reference, float("nan")
+    extra = ["dev WER", "dev avg Lev", "RTF"] if detailed else []
+    header = [
+        "variant",
+        "size MB",
+        "x smaller",
+        "dev CER",
+        "test CER",
+        f"dev CER vs {reference} (95% CI)",
+        *extra,
+        "latency ms",
+        "speed-up",
+    ]
+    lines = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+    for v in results.variants:
+        dev, test = results.evaluation[v]["dev"], results.evaluation[v].get("test", {})
+        size, timing = results.benchmark["variants"][v], results.timing(v)
+        cells = [
+            v,
+            f"{size['size_mb']:.2f}",
+            f"{size['size_ratio_vs_fp32']:.2f}x",
+            _number(dev["cer"]),
+            _number(test.get("cer")),
+            _versus(results, v, "dev"),
+        ]
+        if detailed:
+            cells += [_number(dev["wer"]), _number(dev["levenshtein_mean"], 2), _number(timing.get("rtf"))]
+        cells += [f"{timing.get('latency_ms_p50', nan):.1f}", f"{timing.get('speedup_vs_fp32', nan):.2f}x"]
+        lines.append(f"| {' | '.join(cells)} |")
+    pytorch = results.timing(PYTORCH)
+    if pytorch:
+        blanks = [""] * (len(header) - 3)
+        lines.append(
+            f"| PyTorch eager fp32 | {' | '.join(blanks)} | {pytorch['latency_ms_p50']:.1f} | "
+            f"{pytorch['speedup_vs_fp32']:.2f}x |"
+        )
+    return lines
+
+
+def lm_table(results: Results) -> list[str]:
+    """Each LM decode against the same variant decoded without it, paired on the same utterances."""
+    if not results.lm:
+        return []
+    lines = [
+        "| variant | decoder | dev CER | dev WER | test CER | dev CER vs no LM (95% CI) | decoded utt/s (dev) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, metrics in results.lm.items():
+        variant = name.rsplit("-", 1)[0]
+        dev, test = metrics["dev"], metrics.get("test", {})
+        versus = paired_bootstrap(
+            results.scored("eval_lm", name, "dev"),
+            results.scored("eval", variant, "dev"),
+            results.bootstrap.bootstrap_samples,
+            results.bootstrap.seed,
+        )
+        lines.append(
+            f"| {variant} | {decoder_words(metrics.get('decoder'))} | {_number(dev['cer'])} | {_number(dev['wer'])} | "
+            f"{_number(test.get('cer'))} | {describe_difference(versus)} | {dev['decoded_per_second']} |"
+        )
+    return lines
+
+
+def context_lines(results: Results) -> list[str]:
+    """What the numbers were measured on and with, each quoted from the file that holds it."""
+    train, export = results.train, results.export
+    dev, test = (results.evaluation[results.reference].get(split, {}) for split in ("dev", "test"))
+    decoder = decoder_words(results.evaluation[results.reference].get("decoder"))
+    return [
+        f"- Machine: {machine_words(results)} (`metrics/benchmark.json`).",
+        f"- Data: {dev.get('scored', '-')} dev / {test.get('scored', '-')} test utterances scored; "
+        f"{decoder} (`metrics/eval/`).",
+        f"- Model: {train['preset']} preset, {train['parameters']:,} parameters, {train['epochs']} epochs "
+        f"in {train['wall_seconds'] / 60:.1f} min on {train['device']} ({train['precision']}, "
+        f"{train['processes']} process x {train['threads']} threads); best dev CER during training "
+        f"{train['best_dev_cer']:.4f} (greedy, PyTorch) (`metrics/train.json`).",
+        f"- Export: largest log-prob difference ONNX vs PyTorch {export['max_abs_logprob_diff_vs_pytorch']:.1e} "
+        f"on {export['parity_utterances']} dev utterances (`metrics/export.json`).",
+        f"- Latency: p50 at batch 1, 10 s of audio, 1 thread; every variant timed in the same interleaved "
+        f"rounds; speed-up and size against {results.reference}.",
+    ]
+
+
+def readme_block(results: Results) -> str:
+    """The README's results section body, between its markers."""
+    lines = [README_BEGIN, "", *context_lines(results), "", *variant_table(results, detailed=False), ""]
+    if results.lm:
+        lines += ["Decoding with the n-gram LMs of the `lm` stage (`evaluate_lm`):", "", *lm_table(results), ""]
+    return "\n".join([*lines, README_END])
+
+
+def replace_readme_block(readme: str, block: str) -> str:
+    """``readme`` with the text between its results markers replaced by ``block``."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError("the README has no results markers")
+    return readme[:start] + block + readme[end + len(README_END) :]
+
+
+def readme_results(readme: str) -> str:
+    """The results block currently in ``readme``, markers included."""
+    start, end = readme.find(README_BEGIN), readme.find(README_END)
+    return readme[start : end + len(README_END)] if 0 <= start < end else ""
+
+
+def report_markdown(results: Results, figures: Path) -> str:
+    """REPORT.md: every variant, the study beside us, intervals, examples, LM decoding, sensitivity."""
+    lines = [
+        "# speechquant report",
+        "",
+        "Generated by `dvc repro` (stage `report`) from `metrics/`; do not edit by hand.",
+        "",
+        *context_lines(results),
+        "",
+        "## Every variant",
+        "",
+        *variant_table(results, detailed=True),
+        "",
+        "## Against the study",
+        "",
+        *study_table(results),
+        "",
+        "## CER differences (paired bootstrap, 95% interval, relative to the reference's CER)",
+        "",
+    ]
+    for split in results.splits:
+        lines += [f"- {split}, {v}: {_versus(results, v, split)}" for v in results.variants if v != results.reference]
+    if results.lm:
+        lines += ["", "## Decoding with an n-gram LM", "", *lm_table(results)]
+    lines += ["", "## Examples (dev, as the study's section 6.4)", ""]
+    for v in (results.reference, "static_int8"):
+        if v in results.variants:
+            lines += [f"### {v}", "", *example_lines(results.scored("eval", v, "dev")), ""]
+    if results.sensitivity is not None:
+        lines += sensitivity_section(results)
+    lines += ["## Figures", ""]
+    for name, title in [
+        ("size_vs_cer", "Size vs dev CER, with the Pareto front"),
+        ("latency_vs_batch", "Latency vs batch size (1 thread)"),
+        ("training", "Training curves"),
+        ("edits_vs_length", "Edit distance vs utterance length (dev)"),
+    ]:
+        lines += [f"![{title}]({figures.as_posix()}/{name}.png)", ""]
+    return "\n".join(lines)
+
+
+def study_table(results: Results) -> list[str]:
+    rows = [
+        "Relative changes against each side's own float32 model (the absolute numbers are on different data).",
+        "",
+        "| variant | study size MB | study avg Lev | study vs float | ours size MB | ours avg Lev | ours vs float |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ours_float = results.evaluation[results.reference]["dev"]["levenshtein_mean"]
+    for v, study in STUDY.items():
+        if v not in results.variants:
+            continue
+        ours = results.evaluation[v]["dev"]["levenshtein_mean"]
+        size = results.benchmark["variants"][v]["size_mb"]
+        rows.append(
+            f"| {v} | {study['size_mb']} | {study['levenshtein_mean']} | "
+            f"{study['levenshtein_mean'] / STUDY['fp32']['levenshtein_mean'] - 1:+.1%} | {size:.2f} | "
+            f"{ours:.2f} | {ours / ours_float - 1:+.1%} |"
+        )
+    return rows
+
+
+def _change(row: dict[str, Any], key: str) -> str:
+    measurable = row.get(key.replace("cer_change", "measurable"), True)
+    return f"{row[key]:+.2%}" + ("" if measurable else " (n.s.)")
+
+
+def sensitivity_section(results: Results) -> list[str]:
+    """Per-layer table and the automatic choice set against the study's hand choice (conv0 in float)."""
+    sensitivity = results.sensitivity
+    assert sensitivity is not None
+    chosen = sensitivity["auto_float_layers"]
+    resolution = sensitivity.get("one_character_relative_change")
+    lines = [
+        "## Which layers to keep in float",
+        "",
+        f"On {sensitivity['dev_subset_utterances']} dev utterances (fp32 CER {sensitivity['fp32_cer']:.4f}"
+        + (f"; one character changes it by {resolution:.3%}" if resolution else "")
+        + "). Relative CER change against fp32 and mean per-frame KL(fp32 || variant); "
+        "(n.s.): the paired-bootstrap interval holds zero, no measurable change.",
+        "",
+    ]
+    every = sensitivity.get("all_layers_int8_vs_fp32")
+    if every:
+        lines += [f"Every layer int8: {describe_difference(every)}.", ""]
+    lines += [
+        "| layer | only this layer int8 | KL | all but this layer int8 | KL | parameters |",
+        "|---|---|---|---|---|---|",
+    ]
+    for layer, row in sensitivity["layers"].items():
+        lines.append(
+            f"| {layer} | {_change(row, 'only_this_layer_cer_change')} | {row['only_this_layer_kl']:.4f} | "
+            f"{_change(row, 'all_but_this_layer_cer_change')} | {row['all_but_this_layer_kl']:.4f} | "
+            f"{row['parameters']} |"
+        )
+    verdict = "meets" if sensitivity["auto_meets_budget"] else "does not meet"
+    below = (
+        " The budget is below one character's change on this subset."
+        if sensitivity.get("budget_below_resolution")
+        else ""
+    )
+    reference = results.reference
+    lines += [
+        "",
+        f"Automatic choice (budget {sensitivity['max_cer_increase']:.1%} relative): keep "
+        f"{', '.join(chosen) or 'no layer'} in float ({verdict} the budget on the subset; "
+        f"{sensitivity['candidates_scored']} candidates scored in {sensitivity['seconds']:.0f} s)." + below,
+        "",
+        f"| variant | float layers | dev CER vs {reference} (95% CI) | test CER vs {reference} (95% CI) |",
+        "|---|---|---|---|",
+    ]
+    for variant, layers in (
+        ("static_semi_int8", "conv0 (the study's hand choice)"),
+        ("auto_int8", ", ".join(chosen) or "none"),
+    ):
+        if variant in results.variants:
+            cells = [_versus(results, variant, split) for split in ("dev", "test") if split in results.splits]
+            lines.append(f"| {variant} | {layers} | {' | '.join(cells)} |")
+    return [*lines, "", "![Layer sensitivity](reports/sensitivity.png)", ""]
