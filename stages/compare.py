@@ -5,7 +5,14 @@ import argparse
 import json
 from pathlib import Path
 
-from speechquant.compare import CompareOptions, Scored, example_lines, optional_number, paired_bootstrap
+from speechquant.compare import (
+    CompareOptions,
+    Scored,
+    describe_difference,
+    example_lines,
+    optional_number,
+    paired_bootstrap,
+)
 from speechquant.errors import UserError, exit_on_user_error
 from speechquant.fileio import write_csv, write_json, write_text
 from speechquant.params import build, load_params, section
@@ -53,17 +60,13 @@ def report(summary: dict, scored: dict, variants: list[str], splits: list[str], 
         lines += [
             f"## {split}",
             "",
-            f"| variant | CER | WER | avg Levenshtein | CTC loss | CER - {reference} (95% CI) |",
+            f"| variant | CER | WER | avg Levenshtein | CTC loss | CER vs {reference}, relative (95% CI) |",
             "|---|---|---|---|---|---|",
         ]
         for variant in variants:
             entry = summary[variant][split]
             versus = entry.get("vs_" + reference)
-            difference = (
-                f"{versus['cer_difference']:+.4f} ({versus['ci95_low']:+.4f}, {versus['ci95_high']:+.4f})"
-                if versus
-                else "-"
-            )
+            difference = describe_difference(versus) if versus else "-"
             cells = [optional_number(entry[key]) for key in ("cer", "wer")]
             cells += [optional_number(entry[key], 2) for key in ("levenshtein_mean", "ctc_loss")]
             lines.append(f"| {variant} | {' | '.join(cells)} | {difference} |")

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechquant.compare import CompareOptions, Scored, describe_difference, example_lines, paired_bootstrap
+from speechquant.compare import (
+    CompareOptions,
+    Scored,
+    describe_difference,
+    example_lines,
+    optional_number,
+    paired_bootstrap,
+)
 
 HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
 PYTORCH = "pytorch_fp32"  # the benchmark's PyTorch eager row
@@ -95,10 +102,6 @@ def machine_words(results: Results) -> str:
     return f"{hardware['cpu']}, {hardware['cores']} cores ({isa}), onnxruntime {hardware['onnxruntime']}"
 
 
-def _number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _versus(results: Results, variant: str, split: str) -> str:
     if variant == results.reference:
         return "reference"
@@ -129,12 +132,16 @@ def variant_table(results: Results, detailed: bool) -> list[str]:
             v,
             f"{size['size_mb']:.2f}",
             f"{size['size_ratio_vs_fp32']:.2f}x",
-            _number(dev["cer"]),
-            _number(test.get("cer")),
+            optional_number(dev["cer"]),
+            optional_number(test.get("cer")),
             _versus(results, v, "dev"),
         ]
         if detailed:
-            cells += [_number(dev["wer"]), _number(dev["levenshtein_mean"], 2), _number(timing.get("rtf"))]
+            cells += [
+                optional_number(dev["wer"]),
+                optional_number(dev["levenshtein_mean"], 2),
+                optional_number(timing.get("rtf")),
+            ]
         cells += [f"{timing.get('latency_ms_p50', nan):.1f}", f"{timing.get('speedup_vs_fp32', nan):.2f}x"]
         lines.append(f"| {' | '.join(cells)} |")
     pytorch = results.timing(PYTORCH)
@@ -164,9 +171,10 @@ def lm_table(results: Results) -> list[str]:
             results.bootstrap.bootstrap_samples,
             results.bootstrap.seed,
         )
+        scores = " | ".join(optional_number(value) for value in (dev["cer"], dev["wer"], test.get("cer")))
         lines.append(
-            f"| {variant} | {decoder_words(metrics.get('decoder'))} | {_number(dev['cer'])} | {_number(dev['wer'])} | "
-            f"{_number(test.get('cer'))} | {describe_difference(versus)} | {dev['decoded_per_second']} |"
+            f"| {variant} | {decoder_words(metrics.get('decoder'))} | {scores} | "
+            f"{describe_difference(versus)} | {dev['decoded_per_second']} |"
         )
     return lines
 
