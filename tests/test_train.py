@@ -81,7 +81,7 @@ def test_a_saved_state_resumes_only_on_the_same_feature_values(data, tmp_path, c
     assert "resuming" not in output
     lines = [line for line in output.splitlines() if line.startswith("starting afresh")]
     assert lines == [
-        f"starting afresh: {tmp_path / 'state' / 'last.pt'} was saved for other the training or dev features"
+        f"starting afresh: {tmp_path / 'state' / 'last.pt'} was saved for different training or dev features"
     ]
 
 

@@ -125,9 +125,9 @@ def resumable(state: dict[str, Any], key: dict[str, str], path: Path, report: bo
     if saved == key:
         return True
     changed = [part for part in ("params", "data") if not isinstance(saved, dict) or saved.get(part) != key[part]]
-    what = {"params": "the model or train params", "data": "the training or dev features"}
+    what = {"params": "model or train params", "data": "training or dev features"}
     if report:
-        print(f"starting afresh: {path} was saved for other {' and '.join(what[part] for part in changed)}")
+        print(f"starting afresh: {path} was saved for different {' and '.join(what[part] for part in changed)}")
     return False
 
 
