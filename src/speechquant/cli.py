@@ -2,20 +2,33 @@
 
 Imports nothing heavier than onnxruntime, numpy, soundfile and soxr (plus flashlight-text
 for beam search): a quantized model must run where PyTorch is not installed.
+
+Exit status, so that a script can tell the cases apart: 0 every file transcribed; 1 some
+files could not be read or were too short (each named on stderr, the others transcribed);
+2 a bad model, language model or option (nothing transcribed); 3 an internal error on
+some file (named on stderr, the others transcribed); 141 the output was closed early.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from speechquant.decode import LMS, METHODS, Decoder, DecoderOptions
 from speechquant.errors import UserError, exit_on_user_error
 from speechquant.runtime import open_model
+from speechquant.text import NUM_CLASSES
 from speechquant.transcribe import ChunkOptions, Transcriber
+
+EXIT_OK, EXIT_BAD_FILE, EXIT_BAD_OPTIONS, EXIT_INTERNAL, EXIT_OUTPUT_CLOSED = 0, 1, 2, 3, 141
+MAX_BEAM = 1000  # wider beams take minutes per file and decode no better
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,9 +51,17 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def transcribe(args: argparse.Namespace) -> int:
+def _options(args: argparse.Namespace) -> tuple[DecoderOptions, ChunkOptions]:
+    """The command's options, checked: a value that would crash, hang or quietly change the output is refused."""
+    cores = os.cpu_count() or 1
+    if not 1 <= args.threads <= cores:
+        raise UserError(f"--threads must be between 1 and {cores} (this machine's cores), got {args.threads}")
+    if not 1 <= args.beam_size <= MAX_BEAM:
+        raise UserError(f"--beam-size must be between 1 and {MAX_BEAM}, got {args.beam_size}")
+    if not (math.isfinite(args.lm_weight) and math.isfinite(args.word_score)):
+        raise UserError("--lm-weight and --word-score must be finite numbers")
     try:
-        options = DecoderOptions(
+        decoding = DecoderOptions(
             method=args.method,
             beam_size=args.beam_size,
             lm=args.lm,
@@ -50,33 +71,61 @@ def transcribe(args: argparse.Namespace) -> int:
         chunks = ChunkOptions(args.chunk_seconds, args.context_seconds)
     except ValueError as error:
         raise UserError(str(error)) from None
+    return decoding, chunks
+
+
+def _ready_decoder(options: DecoderOptions, lm_path: Path | None) -> Decoder:
+    """A decoder whose language model is already read: a broken LM is one error, not one per file."""
+    decoder = Decoder(options, lm_path)
+    if options.method == "beam":
+        try:
+            decoder(np.full((2, NUM_CLASSES), -np.log(NUM_CLASSES), dtype=np.float32), 2)
+        except UserError:
+            raise
+        except Exception as error:
+            raise UserError(f"cannot use the language model {lm_path}: {str(error).strip()[:200]}") from None
+    return decoder
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    """Transcribe every file; one bad file is named on stderr and the others go on."""
+    decoding, chunks = _options(args)
     lm_path = args.lm_path or (Path("models/lm") / f"{args.lm}.arpa" if args.lm != "none" else None)
-    transcriber = Transcriber(open_model(args.model, args.threads), Decoder(options, lm_path), chunks)
-    failed = 0
+    transcriber = Transcriber(open_model(args.model, args.threads), _ready_decoder(decoding, lm_path), chunks)
+    status = EXIT_OK
     for path in args.audio:
         try:
             result = transcriber(path)
         except UserError as error:
-            failed += 1
+            status = max(status, EXIT_BAD_FILE)
             print(f"error: {error}", file=sys.stderr)
             continue
-        except (OSError, RuntimeError, ValueError) as error:  # soundfile's and soxr's errors for unreadable files
-            failed += 1
-            print(f"error: {path}: cannot read audio ({str(error).strip()[:200]})", file=sys.stderr)
+        except Exception as error:  # a bug of ours: named in one line, and the batch goes on
+            status = EXIT_INTERNAL
+            print(f"error: {path}: internal error ({type(error).__name__}: {str(error)[:200]})", file=sys.stderr)
             continue
+        if result.non_finite_samples:
+            print(
+                f"warning: {path}: {result.non_finite_samples} NaN or infinite samples read as silence", file=sys.stderr
+            )
         print(json.dumps(asdict(result), ensure_ascii=False) if args.json else result.text, flush=True)
-    return 1 if failed else 0
+    return status
 
 
 def main() -> None:
     args = parser().parse_args()
-    status = 0
+    status = EXIT_BAD_OPTIONS
 
     def run() -> None:
         nonlocal status
         status = transcribe(args)
 
-    exit_on_user_error(run)
+    try:
+        exit_on_user_error(run)  # a bad model, LM or option: exit status 2
+    except BrokenPipeError:
+        # The reader went away (``| head``): stop quietly, as a program killed by SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_OUTPUT_CLOSED)
     sys.exit(status)
 
 

@@ -15,6 +15,7 @@ The kept log-probs then equal those of one pass up to float rounding.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import soundfile
 import soxr
 
 from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel
-from speechquant.ctc import LAYERS, output_frames
+from speechquant.ctc import LAYERS, conv_output_length, output_frames
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
 from speechquant.runtime import feature_dtype
@@ -36,14 +37,44 @@ STRIDE = LAYERS[0].stride  # feature frames per output frame
 READ_BLOCK_SECONDS = 10.0
 
 
+def receptive_frames() -> int:
+    """Feature frames on either side that reach one output frame through every conv (about 1 s)."""
+    left = right = 0
+    jump = 1  # feature frames per step of the layer's input
+    for geometry in LAYERS:
+        left += geometry.padding * jump
+        right += (geometry.kernel - 1 - geometry.padding) * jump
+        jump *= geometry.stride
+    return max(left, right)
+
+
+def min_input_frames() -> int:
+    """The fewest feature frames for which no conv's output is empty."""
+    frames = 1
+    while any(length == 0 for length in itertools.accumulate(LAYERS, conv_output_length, initial=frames)):
+        frames += 1
+    return frames
+
+
+MAX_CHUNK_SECONDS = 3600.0
+
+
 @dataclass(frozen=True)
 class ChunkOptions:
+    """How long files are cut; ``context_seconds`` below the receptive field would change the output."""
+
     chunk_seconds: float = 30.0
     context_seconds: float = 3.0
 
     def __post_init__(self) -> None:
-        if self.chunk_seconds <= 0 or self.context_seconds < 0:
-            raise ValueError("chunk_seconds must be > 0 and context_seconds >= 0")
+        if not 1.0 <= self.chunk_seconds <= MAX_CHUNK_SECONDS:  # also refuses nan and inf
+            raise ValueError(f"--chunk-seconds must be between 1 and {MAX_CHUNK_SECONDS:.0f}, got {self.chunk_seconds}")
+        least = receptive_frames() * HOP / SAMPLE_RATE
+        if not least <= self.context_seconds <= MAX_CHUNK_SECONDS:
+            raise ValueError(
+                f"--context-seconds must be at least {least:.2f} (the model's reach on either side) "
+                f"and at most {MAX_CHUNK_SECONDS:.0f}, got {self.context_seconds}"
+            )
 
     def frames(self, seconds: float) -> int:
         """Whole output frames' worth of feature frames, so chunk edges fall on output frames."""
@@ -56,22 +87,43 @@ class Transcript:
     text: str
     audio_seconds: float
     compute_seconds: float
+    non_finite_samples: int = 0  # NaN or +-Inf samples read as silence
 
 
-def resampled_blocks(path: Path) -> Iterator[np.ndarray]:
-    """The file as 16 kHz mono float32 blocks, read and resampled a block at a time."""
-    with soundfile.SoundFile(str(path)) as audio:
-        resampler = soxr.ResampleStream(audio.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        block = max(1, int(READ_BLOCK_SECONDS * audio.samplerate))
-        while True:
-            samples = audio.read(block, dtype="float32", always_2d=True)
-            last = len(samples) < block
-            mono = np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32)
-            out = mono if audio.samplerate == SAMPLE_RATE else resampler.resample_chunk(mono, last=last)
-            if len(out):
-                yield out
-            if last:
-                return
+class Repairs:
+    """Counts the non-finite samples (NaN, +-Inf) a file held; they are read as silence."""
+
+    def __init__(self) -> None:
+        self.non_finite = 0
+
+
+def resampled_blocks(path: Path, repairs: Repairs | None = None) -> Iterator[np.ndarray]:
+    """The file as 16 kHz mono float32 blocks, read and resampled a block at a time.
+
+    A float file can hold NaN or +-Inf samples, which would turn every feature of the
+    file into NaN: they are set to 0 and counted in ``repairs``. A file soundfile or
+    soxr cannot read is a UserError naming it.
+    """
+    try:
+        with soundfile.SoundFile(str(path)) as audio:
+            resampler = soxr.ResampleStream(audio.samplerate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            block = max(1, int(READ_BLOCK_SECONDS * audio.samplerate))
+            while True:
+                samples = audio.read(block, dtype="float32", always_2d=True)
+                last = len(samples) < block
+                mono = np.ascontiguousarray(samples.mean(axis=1), dtype=np.float32)
+                finite = np.isfinite(mono)
+                if not finite.all():
+                    if repairs is not None:
+                        repairs.non_finite += int((~finite).sum())
+                    mono = np.where(finite, mono, np.float32(0.0))
+                out = mono if audio.samplerate == SAMPLE_RATE else resampler.resample_chunk(mono, last=last)
+                if len(out):
+                    yield out
+                if last:
+                    return
+    except (OSError, RuntimeError, ValueError) as error:  # soundfile's and soxr's errors for unreadable files
+        raise UserError(f"{path}: cannot read audio ({str(error).strip()[:200]})") from None
 
 
 @dataclass
@@ -82,7 +134,9 @@ class Chunk:
     keep_to: int | None  # end (exclusive) of kept feature frames; None: to the end of the file
 
 
-def chunks_of(path: Path, options: ChunkOptions, dtype: str = "float32") -> Iterator[Chunk]:
+def chunks_of(
+    path: Path, options: ChunkOptions, dtype: str = "float32", repairs: Repairs | None = None
+) -> Iterator[Chunk]:
     """The file's chunks in order, features rounded to ``dtype``; memory holds one chunk plus a read block."""
     core, context = options.frames(options.chunk_seconds), options.frames(options.context_seconds)
     buffer, buffer_start, keep_from, total = np.zeros(0, dtype=np.float32), 0, 0, 0
@@ -94,7 +148,7 @@ def chunks_of(path: Path, options: ChunkOptions, dtype: str = "float32") -> Iter
             audio = audio[: (keep_from + core + context - first) * HOP]
         return Chunk(log_mel(audio, dtype=dtype), first, keep_from, None if last else keep_from + core)
 
-    for block in resampled_blocks(path):
+    for block in resampled_blocks(path, repairs):
         buffer = np.concatenate([buffer, block])
         total += len(block)
         while buffer_start + len(buffer) >= (keep_from + core + context) * HOP:
@@ -143,12 +197,16 @@ class Transcriber:
         log_probs, lengths = self.session.run(None, {"features": rows, "lengths": np.array([len(features)])})
         return log_probs[0, : int(lengths[0])]
 
-    def file_log_probs(self, path: Path) -> tuple[np.ndarray, float]:
+    def file_log_probs(self, path: Path, repairs: Repairs | None = None) -> tuple[np.ndarray, float]:
         """The whole file's log-probs, computed chunk by chunk in two passes, and its length in seconds."""
         rows, total, squares = 0, 0.0, 0.0
-        for chunk in chunks_of(path, self.chunks, self.feature_dtype):  # pass 1: the file's statistics
+        for chunk in chunks_of(path, self.chunks, self.feature_dtype, repairs):  # pass 1: the file's statistics
             kept = kept_rows(chunk).astype(np.float64)
             rows, total, squares = rows + len(kept), total + kept.sum(axis=0), squares + (kept**2).sum(axis=0)
+        if min_input_frames() > rows:
+            raise UserError(
+                f"{path}: too short to transcribe ({rows} feature frame; the model needs {min_input_frames()})"
+            )
         mean = total / rows
         variance = np.maximum(squares / rows - mean**2, 0.0)
         log_probs = []
@@ -169,6 +227,8 @@ class Transcriber:
 
     def __call__(self, path: Path) -> Transcript:
         started = time.perf_counter()
-        log_probs, seconds = self.file_log_probs(path)
+        repairs = Repairs()
+        log_probs, seconds = self.file_log_probs(path, repairs)
         text = self.decoder(log_probs, len(log_probs))
-        return Transcript(str(path), text, round(seconds, 3), round(time.perf_counter() - started, 4))
+        elapsed = round(time.perf_counter() - started, 4)
+        return Transcript(str(path), text, round(seconds, 3), elapsed, repairs.non_finite)
