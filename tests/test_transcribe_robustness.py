@@ -139,3 +139,23 @@ def test_an_internal_error_is_named_its_own_status_and_the_batch_goes_on(
 def test_options_are_checked_before_any_model_is_opened():
     with pytest.raises(UserError):
         cli._options(cli.parser().parse_args(["transcribe", "m.onnx", "a.wav", "--beam-size", "0"]))
+
+
+def test_the_chunk_filler_stays_bounded_on_audio_that_barely_varies():
+    from speechquant.transcribe import MAX_FILLER_RATIO, filler
+
+    rng = np.random.default_rng(0)
+    chunk = rng.normal(0.0, 1.0, (500, 40))  # a burst...
+    quiet_file_mean, quiet_file_variance = np.zeros(40), np.full(40, 1e-6)  # ...in a near-constant file
+    frames = filler(chunk, 500, quiet_file_mean, quiet_file_variance)
+    assert len(frames) <= MAX_FILLER_RATIO * len(chunk) and np.isfinite(frames).all()
+    both = np.concatenate([chunk, frames])
+    np.testing.assert_allclose(both.mean(axis=0), quiet_file_mean, atol=1e-9)  # the mean is still exact
+
+
+def test_a_constant_offset_file_in_chunks_is_transcribed(exported, tmp_path):
+    soundfile.write(tmp_path / "dc.wav", np.full(SAMPLE_RATE * 40, 0.25, dtype=np.float32), SAMPLE_RATE)
+    result = run_cli(
+        "transcribe", str(exported), str(tmp_path / "dc.wav"), "--chunk-seconds", "5", "--method", "greedy"
+    )
+    assert_clean(result, 0, 0)

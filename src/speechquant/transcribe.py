@@ -166,21 +166,28 @@ def kept_rows(chunk: Chunk) -> np.ndarray:
     return chunk.features[start:] if chunk.keep_to is None else chunk.features[start : chunk.keep_to - chunk.first]
 
 
+MAX_FILLER_RATIO = 4  # filler frames per chunk frame, at most: memory stays a few chunks' worth
+
+
 def filler(features: np.ndarray, count: int, mean: np.ndarray, variance: np.ndarray) -> np.ndarray:
-    """Frames that bring ``features`` plus themselves to exactly ``mean`` and ``variance`` per bin.
+    """Frames that bring ``features`` plus themselves to ``mean`` and ``variance`` per bin.
 
     Half the frames sit at ``a + d`` and half at ``a - d``: ``a`` sets the sum and ``d``
-    the sum of squares. ``count`` doubles until ``d`` is real.
+    the sum of squares. ``count`` doubles until ``d`` is real, up to ``MAX_FILLER_RATIO``
+    times the chunk: a chunk far more varied than its file (a burst in near-silence, a
+    constant offset) would otherwise need millions of frames. At the cap ``d`` is 0 where
+    it cannot be real, and the variance of those bins stays a little above the file's.
     """
     x = features.astype(np.float64)
+    limit = max(2, MAX_FILLER_RATIO * len(x) // 2 * 2, count)
     while True:
         total = len(x) + count
         a = (total * mean - x.sum(axis=0)) / count
         second = (total * (variance + mean**2) - (x**2).sum(axis=0)) / count
-        if np.all(second >= a**2):
-            d = np.sqrt(second - a**2)
+        if np.all(second >= a**2) or count >= limit:
+            d = np.sqrt(np.maximum(second - a**2, 0.0))
             return np.where((np.arange(count) % 2 == 0)[:, None], a + d, a - d)
-        count *= 2
+        count = min(count * 2, limit)
 
 
 class Transcriber:
