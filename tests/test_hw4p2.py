@@ -219,3 +219,11 @@ def test_a_download_never_replaces_a_folder_the_project_did_not_create(tmp_path,
     hw4p2.fetch(hw4p2.Hw4p2Options(download_dir=str(fresh)))
     assert (fresh / "unpacked" / "dev.npy").is_file()
     assert sorted(p.name for p in fresh.parent.iterdir()) == ["hw4p2"]  # no scratch folder left beside it
+
+
+def test_two_files_of_one_name_are_refused_rather_than_one_picked(tmp_path):
+    write_competition(tmp_path / "dl", [power(80)], [words("A B")])
+    write_competition(tmp_path / "dl" / "a_old_backup", [power(50), power(60)], [words("C"), words("D")])
+    with pytest.raises(UserError, match=r"several train\.npy under .*a_old_backup/train\.npy, .*dl/train\.npy"):
+        build_corpus(hw4p2_params(tmp_path / "dl"), tmp_path / "corpus", workers=1)
+    assert not (tmp_path / "corpus").exists()

@@ -43,7 +43,15 @@ class Hw4p2Options:
 
 
 def _find(directory: Path, name: str) -> Path | None:
+    """The one file called ``name`` at any depth under ``directory`` (archives unpack into
+    subfolders), None if there is none; several (a backup beside the real one) are refused
+    rather than one picked by its path's spelling."""
     matches = sorted(directory.rglob(name)) if directory.is_dir() else []
+    if len(matches) > 1:
+        listed = ", ".join(str(match) for match in matches)
+        raise UserError(
+            f"several {name} under {directory} ({listed}): keep one, or point data.hw4p2.download_dir at it"
+        )
     return matches[0] if matches else None
 
 
