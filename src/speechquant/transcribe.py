@@ -56,6 +56,7 @@ def min_input_frames() -> int:
     return frames
 
 
+MIN_INPUT_FRAMES = min_input_frames()
 MAX_CHUNK_SECONDS = 3600.0
 
 
@@ -210,9 +211,9 @@ class Transcriber:
         for chunk in chunks_of(path, self.chunks, self.feature_dtype, repairs):  # pass 1: the file's statistics
             kept = kept_rows(chunk).astype(np.float64)
             rows, total, squares = rows + len(kept), total + kept.sum(axis=0), squares + (kept**2).sum(axis=0)
-        if min_input_frames() > rows:
+        if rows < MIN_INPUT_FRAMES:
             raise UserError(
-                f"{path}: too short to transcribe ({rows} feature frame; the model needs {min_input_frames()})"
+                f"{path}: too short to transcribe ({rows} feature frame; the model needs {MIN_INPUT_FRAMES})"
             )
         mean = total / rows
         variance = np.maximum(squares / rows - mean**2, 0.0)
