@@ -1,9 +1,11 @@
+import itertools
+
 import numpy as np
 import pytest
 
 from speechquant.ctc import greedy
-from speechquant.decode import Decoder, DecoderOptions
-from speechquant.text import NUM_CLASSES, tokenize
+from speechquant.decode import LOOK_BACK_FRAMES, SETTLE_EVERY_FRAMES, Decoder, DecoderOptions, tie_breaker
+from speechquant.text import BLANK_ID, NUM_CLASSES, detokenize, tokenize
 
 
 def log_probs(frames: list[dict[str, float]]) -> np.ndarray:
@@ -45,3 +47,30 @@ def test_exact_ties_decode_the_same_way_every_time():
     decoder = Decoder(DecoderOptions())
     first = decoder(frames, len(frames))
     assert all(decoder(frames, len(frames)) == first for _ in range(20))
+
+
+def _whole_decode(decoder: Decoder, log_probs: np.ndarray) -> str:
+    """flashlight's one-call decode of every frame, never pruned."""
+    emissions = np.ascontiguousarray(log_probs + tie_breaker(0, *log_probs.shape))
+    best = decoder._new_search().decode(emissions.ctypes.data, *emissions.shape)[0]
+    return detokenize([t for t, _ in itertools.groupby(best.tokens) if t not in (BLANK_ID, -1)]).strip()
+
+
+@pytest.mark.parametrize("spread", [0.5, 2.0, 5.0])
+def test_a_long_stream_decodes_like_one_unpruned_search(spread):
+    """Two minutes of output frames fed in pieces: settled as it goes, yet the same text as one search."""
+    logits = np.random.default_rng(1).normal(0.0, spread, (6000, NUM_CLASSES))
+    logits[:, BLANK_ID] += spread
+    frames = (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+    decoder = Decoder(DecoderOptions())
+    stream = decoder.stream()
+    for start in range(0, len(frames), 700):
+        stream.feed(frames[start : start + 700])
+    assert len(stream.tokens) > 4000  # most frames were settled and dropped from the search before the end
+    assert stream.undecided <= LOOK_BACK_FRAMES + 100 + SETTLE_EVERY_FRAMES
+    streamed = stream.finish()
+    assert streamed == _whole_decode(decoder, frames)
+    greedy_stream = Decoder(DecoderOptions(method="greedy")).stream()
+    for start in range(0, len(frames), 333):
+        greedy_stream.feed(frames[start : start + 333])
+    assert greedy_stream.finish() == greedy(frames, len(frames))

@@ -66,9 +66,11 @@ def test_chunked_long_files_decode_like_one_pass(exported, speech, tmp_path):
     path = tmp_path / "long.wav"
     soundfile.write(path, np.concatenate(speech), SAMPLE_RATE)  # ~36 s
     session = open_model(exported)
-    one_pass, seconds = Transcriber(session, GREEDY, ChunkOptions(1000, 2)).file_log_probs(path)
-    chunked, _ = Transcriber(session, GREEDY, ChunkOptions(5, 2)).file_log_probs(path)
-    assert seconds == pytest.approx(sum(len(s) for s in speech) / SAMPLE_RATE)
+    one_pass = np.concatenate(list(Transcriber(session, GREEDY, ChunkOptions(1000, 2)).file_log_probs(path)))
+    chunked = np.concatenate(list(Transcriber(session, GREEDY, ChunkOptions(5, 2)).file_log_probs(path)))
+    transcript = Transcriber(session, GREEDY, ChunkOptions(5, 2))(path)
+    assert transcript.audio_seconds == pytest.approx(sum(len(s) for s in speech) / SAMPLE_RATE, abs=1e-3)
+    assert transcript.text == GREEDY(one_pass, len(one_pass))
     assert chunked.shape == one_pass.shape
     assert np.abs(chunked - one_pass).max() < 1e-3  # the file's statistics, not the chunk's
     assert GREEDY(chunked, len(chunked)) == GREEDY(one_pass, len(one_pass))

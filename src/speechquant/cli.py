@@ -21,14 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from speechquant.decode import LMS, METHODS, Decoder, DecoderOptions
+from speechquant.decode import LMS, MAX_BEAM, METHODS, Decoder, DecoderOptions
 from speechquant.errors import UserError, exit_on_user_error
 from speechquant.runtime import open_model
 from speechquant.text import NUM_CLASSES
 from speechquant.transcribe import ChunkOptions, Transcriber
 
 EXIT_OK, EXIT_BAD_FILE, EXIT_BAD_OPTIONS, EXIT_INTERNAL, EXIT_OUTPUT_CLOSED = 0, 1, 2, 3, 141
-MAX_BEAM = 1000  # wider beams take minutes per file and decode no better
 
 
 def parser() -> argparse.ArgumentParser:

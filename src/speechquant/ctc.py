@@ -53,7 +53,11 @@ def min_output_frames(label: list[int]) -> int:
 
 def greedy(log_probs: np.ndarray, length: int) -> str:
     """Best path: the most likely class per frame, repeats collapsed, blanks removed."""
-    best = np.asarray(log_probs[:length]).argmax(axis=-1)
+    return collapse(np.asarray(log_probs[:length]).argmax(axis=-1))
+
+
+def collapse(best: np.ndarray) -> str:
+    """The text of a per-frame class path: repeats collapsed, blanks removed."""
     if best.size == 0:
         return ""
     keep = np.concatenate([[True], best[1:] != best[:-1]]) & (best != BLANK_ID)

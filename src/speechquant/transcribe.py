@@ -3,7 +3,8 @@
 Long files are read, resampled and featurized in chunks, so memory stays bounded by the
 chunk size, not the file length. Each chunk is run with ``context`` seconds of audio on
 either side (more than the model's receptive field, about 1 s each way) and only its own
-frames' log-probs are kept; the whole file's log-probs are then decoded at once.
+frames' log-probs are kept and fed to a streaming decoder, which settles all but the last
+10 s of output as it goes: memory does not grow with the file, whatever its content.
 
 The model normalizes each input by its own per-bin mean and variance, so a chunk run
 alone would be normalized by the chunk's statistics, not the file's, and decode
@@ -205,8 +206,8 @@ class Transcriber:
         log_probs, lengths = self.session.run(None, {"features": rows, "lengths": np.array([len(features)])})
         return log_probs[0, : int(lengths[0])]
 
-    def file_log_probs(self, path: Path, repairs: Repairs | None = None) -> tuple[np.ndarray, float]:
-        """The whole file's log-probs, computed chunk by chunk in two passes, and its length in seconds."""
+    def file_log_probs(self, path: Path, repairs: Repairs | None = None) -> Iterator[np.ndarray]:
+        """The file's log-probs in order, a chunk at a time, computed in two passes over the file."""
         rows, total, squares = 0, 0.0, 0.0
         for chunk in chunks_of(path, self.chunks, self.feature_dtype, repairs):  # pass 1: the file's statistics
             kept = kept_rows(chunk).astype(np.float64)
@@ -217,10 +218,9 @@ class Transcriber:
             )
         mean = total / rows
         variance = np.maximum(squares / rows - mean**2, 0.0)
-        log_probs = []
         for chunk in chunks_of(path, self.chunks, self.feature_dtype):  # pass 2: the model
             if chunk.first == 0 and chunk.keep_to is None:  # the whole file is one chunk
-                log_probs.append(self.log_probs(chunk.features))
+                yield self.log_probs(chunk.features)
                 continue
             # Filler goes after the chunk, or before it for the last chunk, which has no right context.
             extra = filler(chunk.features, max(2, len(chunk.features) // 2 * 2), mean, variance)
@@ -228,15 +228,17 @@ class Transcriber:
             out = self.log_probs(np.concatenate([chunk.features, extra] if after else [extra, chunk.features]))
             start = (0 if after else len(extra) // STRIDE) + (chunk.keep_from - chunk.first) // STRIDE
             if after:
-                log_probs.append(out[start : start + (chunk.keep_to - chunk.keep_from) // STRIDE])
+                yield out[start : start + (chunk.keep_to - chunk.keep_from) // STRIDE]
             else:
-                log_probs.append(out[start : len(extra) // STRIDE + output_frames(len(chunk.features))])
-        return np.concatenate(log_probs), soundfile.info(str(path)).duration
+                yield out[start : len(extra) // STRIDE + output_frames(len(chunk.features))]
 
     def __call__(self, path: Path) -> Transcript:
         started = time.perf_counter()
         repairs = Repairs()
-        log_probs, seconds = self.file_log_probs(path, repairs)
-        text = self.decoder(log_probs, len(log_probs))
+        stream = self.decoder.stream()
+        for log_probs in self.file_log_probs(path, repairs):
+            stream.feed(log_probs)
+        text = stream.finish()
+        seconds = soundfile.info(str(path)).duration
         elapsed = round(time.perf_counter() - started, 4)
         return Transcript(str(path), text, round(seconds, 3), elapsed, repairs.non_finite)
