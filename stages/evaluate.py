@@ -2,6 +2,7 @@
 average Levenshtein on dev and test, with the `decode` params, or with them and an n-gram LM."""
 
 import argparse
+import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -9,14 +10,30 @@ from speechquant.decode import LMS, Decoder, DecoderOptions
 from speechquant.errors import exit_on_user_error
 from speechquant.evaluate import EvalOptions, evaluate_split, result_rows
 from speechquant.fileio import write_csv, write_json
-from speechquant.params import build, load_params, section
+from speechquant.params import build, load_params, matrix_item, require_listed, section
 from speechquant.store import Store
+
+
+LM_LEVELS = [lm for lm in LMS if lm != "none"]
+
+
+def _what_to_evaluate(variant: str | None, lm: str | None, params: dict) -> tuple[str, str | None]:
+    """The variant and LM named on the command line, or by the DVC stage being run, each checked against params."""
+    if variant is None:
+        if os.environ.get("DVC_STAGE", "").partition("@")[0].endswith("evaluate_lm"):
+            variant, _, lm = matrix_item(None, "evaluate_lm").rpartition("-")
+            require_listed(variant, section(params, "eval_lm")["variants"], "eval_lm.variants")
+            require_listed(lm, section(params, "eval_lm")["lms"], "eval_lm.lms")
+            require_listed(lm, LM_LEVELS, "the LMs the lm stage builds")
+        else:
+            variant = matrix_item(None, "evaluate")
+    return require_listed(variant, section(params, "quant")["variants"], "quant.variants"), lm
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variant")
-    parser.add_argument("--lm", choices=[lm for lm in LMS if lm != "none"], help="decode with this LM (beam search)")
+    parser.add_argument("variant", nargs="?", help="default: the one `dvc repro evaluate@<variant>` runs")
+    parser.add_argument("--lm", choices=LM_LEVELS, help="decode with this LM (beam search)")
     parser.add_argument("--models-dir", type=Path, default=Path("models/quantized"))
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--lm-dir", type=Path, default=Path("models/lm"))
@@ -24,6 +41,7 @@ def main() -> None:
     parser.add_argument("--plots-dir", type=Path, help="default: plots/eval, or plots/eval_lm with --lm")
     args = parser.parse_args()
     params = load_params()
+    args.variant, args.lm = _what_to_evaluate(args.variant, args.lm, params)
     decode_params = section(params, "decode")
     name = args.variant
     if args.lm:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_json
-from speechquant.params import build, load_params, section
+from speechquant.params import build, load_params, matrix_item, require_listed, section
 from speechquant.quantize import QuantOptions, quantize, report, utterance_inputs
 from speechquant.store import Store
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variant")
+    parser.add_argument("variant", nargs="?", help="default: the one `dvc repro quantize@<variant>` runs")
     parser.add_argument("--model", type=Path, default=Path("models/model.onnx"))
     parser.add_argument("--checkpoint", type=Path, default=Path("models/model.pt"), help="for qat_int8")
     parser.add_argument("--features", type=Path, default=Path("data/features"))
@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--auto-choice", type=Path, default=Path("models/auto_int8.json"), help="for auto_int8")
     args = parser.parse_args()
     options = build(QuantOptions, section(load_params(), "quant"), "quant")
+    args.variant = require_listed(matrix_item(args.variant, "quantize"), options.variants, "quant.variants")
     if args.variant == "auto_int8":
         # The sensitivity stage's choice, on top of what quant.exclude keeps in float anyway.
         chosen = json.loads(args.auto_choice.read_text(encoding="utf-8"))["float_layers"]

@@ -98,9 +98,9 @@ def test_an_int8_variant_running_in_float_is_refused():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        ({"exclude": ["conv11"]}, "unknown layers \\['conv11'\\]; valid: conv0, conv1"),
-        ({"variants": ["int4"]}, "unknown variants \\['int4'\\]; valid: fp32, fp16"),
-        ({"calibration": {"method": "kl"}}, "'kl' is not one of minmax, entropy, percentile"),
+        ({"exclude": ["conv11"]}, "quant.exclude\\[0\\] is 'conv11'; it must be one of conv0, conv1"),
+        ({"variants": ["int4"]}, "quant.variants\\[0\\] is 'int4'; it must be one of fp32, fp16"),
+        ({"calibration": {"method": "kl"}}, "quant.calibration.method is 'kl'; it must be one of minmax, entropy"),
     ],
 )
 def test_bad_quant_params_list_the_valid_names(values, message):

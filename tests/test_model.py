@@ -46,5 +46,5 @@ def test_default_preset_is_narrower_with_batch_norm():
 
 
 def test_unknown_preset_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="valid: paper, default"):
+    with pytest.raises(ValueError, match="it must be one of paper, default"):
         ModelOptions(preset="huge")

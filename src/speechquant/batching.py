@@ -8,23 +8,24 @@ uninterrupted run would have.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from speechquant.params import Checked, limits
 from speechquant.store import Store
 from speechquant.text import tokenize
 
 
 @dataclass(frozen=True)
-class SpecAugmentOptions:
+class SpecAugmentOptions(Checked):
     """Masks per utterance: frequency masks span mel bins, time masks span frames."""
 
-    freq_masks: int = 2
-    freq_width: int = 8
-    time_masks: int = 2
-    time_width: int = 40
+    freq_masks: int = field(default=2, metadata=limits(0, 100))
+    freq_width: int = field(default=8, metadata=limits(0, 10_000))
+    time_masks: int = field(default=2, metadata=limits(0, 100))
+    time_width: int = field(default=40, metadata=limits(0, 100_000))
 
 
 @dataclass

@@ -15,13 +15,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
+from speechquant.params import Checked, limits
 from speechquant.store import Store
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
@@ -30,23 +31,20 @@ PYTORCH = "pytorch_fp32"
 
 
 @dataclass(frozen=True)
-class BenchmarkOptions:
+class BenchmarkOptions(Checked):
     """What to time. ``threads`` 0 means one per CPU core."""
 
-    batches: tuple[int, ...] = (1, 8, 32)  # at the middle audio length
-    seconds: tuple[float, ...] = (2.0, 10.0, 20.0)  # at batch 1
-    threads: tuple[int, ...] = (1, 0)
-    rounds: int = 10
-    warmup: int = 2
+    batches: tuple[int, ...] = field(default=(1, 8, 32), metadata=limits(1, 4096))  # at the middle audio length
+    seconds: tuple[float, ...] = field(default=(2.0, 10.0, 20.0), metadata=limits(above=0, high=3600))  # at batch 1
+    threads: tuple[int, ...] = field(default=(1, 0), metadata=limits(0, 1024))
+    rounds: int = field(default=10, metadata=limits(1, 10_000))
+    warmup: int = field(default=2, metadata=limits(0, 10_000))
     pytorch: bool = True  # time the PyTorch eager fp32 model as a reference row
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.batches or not self.seconds or not self.threads:
             raise ValueError("batches, seconds and threads must each list at least one value")
-        if min(self.batches) < 1 or min(self.seconds) <= 0 or min(self.threads) < 0:
-            raise ValueError("batches must be >= 1, seconds > 0, threads >= 0")
-        if self.rounds < 1 or self.warmup < 0:
-            raise ValueError("rounds must be >= 1 and warmup >= 0")
 
     def configurations(self) -> list[tuple[int, float]]:
         """(batch, seconds): the batch sweep at the middle length, the length sweep at batch 1."""

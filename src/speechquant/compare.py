@@ -9,22 +9,20 @@ split happens to hold.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from speechquant.params import Checked, limits
+
 
 @dataclass(frozen=True)
-class CompareOptions:
-    reference: str = "fp32"  # the variant every other one is compared with
-    bootstrap_samples: int = 1000
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.bootstrap_samples < 1:
-            raise ValueError("bootstrap_samples must be at least 1")
+class CompareOptions(Checked):
+    reference: str = "fp32"  # the variant every other one is compared with (one of quant.variants)
+    bootstrap_samples: int = field(default=1000, metadata=limits(1, 1_000_000))
+    seed: int = field(default=0, metadata=limits(0))
 
 
 @dataclass(frozen=True)

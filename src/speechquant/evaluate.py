@@ -22,7 +22,7 @@ import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,26 +34,21 @@ from tqdm import tqdm
 from speechquant.ctc_loss import ctc_loss
 from speechquant.decode import Decoder
 from speechquant.metrics import char_edits, error_rate, word_error_rate
+from speechquant.params import Checked, limits
 from speechquant.runtime import open_model
-from speechquant.store import Store
+from speechquant.store import SPLITS, Store
 from speechquant.text import tokenize
 
 MIN_PADDED_FRAMES = 256
 
 
 @dataclass(frozen=True)
-class EvalOptions:
+class EvalOptions(Checked):
     """How the evaluate stage runs; none of these may change a score."""
 
-    splits: tuple[str, ...] = ("dev", "test")
-    batch_size: int = 32
-    workers: int = 0  # concurrent single-threaded runs; 0: one per CPU core
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        if self.workers < 0:
-            raise ValueError("workers must be 0 (one per core) or more")
+    splits: tuple[str, ...] = field(default=("dev", "test"), metadata=limits(choices=SPLITS))
+    batch_size: int = field(default=32, metadata=limits(1, 100_000))
+    workers: int = field(default=0, metadata=limits(0, 1024))  # concurrent single-threaded runs; 0: one per core
 
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1

@@ -8,7 +8,7 @@ short for their transcript under CTC.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from tqdm import tqdm
 from speechquant import ctc
 from speechquant.audio import MelOptions, log_mel, log_of_power
 from speechquant.errors import UserError
+from speechquant.params import Checked, limits
 from speechquant.skips import SkipLog
 from speechquant.store import Store, StoreWriter, Utterance
 from speechquant.text import tokenize
@@ -29,19 +30,20 @@ DTYPES = ("float16", "float32")
 
 
 @dataclass(frozen=True)
-class FeatureOptions:
+class FeatureOptions(Checked):
     """The ``features`` params."""
 
-    n_mels: int = 40
-    window_ms: float = 25.0
-    hop_ms: float = 10.0
-    dtype: str = "float16"
+    n_mels: int = field(default=40, metadata=limits(1, 512))
+    window_ms: float = field(default=25.0, metadata=limits(above=0, high=1000))
+    hop_ms: float = field(default=10.0, metadata=limits(above=0, high=1000))
+    dtype: str = field(default="float16", metadata=limits(choices=DTYPES))
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.hop_ms <= 0 or self.window_ms < self.hop_ms or self.n_mels < 1:
-            raise ValueError("need n_mels >= 1 and 0 < hop_ms <= window_ms")
+        super().__post_init__()
+        if self.window_ms < self.hop_ms:
+            raise ValueError(
+                f"hop_ms {self.hop_ms:g} is longer than window_ms {self.window_ms:g}: samples would be skipped"
+            )
 
     @property
     def mel(self) -> MelOptions:

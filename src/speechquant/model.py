@@ -11,12 +11,13 @@ outputs do not depend on batch size or on the other utterances in the batch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
 from speechquant.ctc import LAYERS, ConvGeometry
+from speechquant.params import Checked, limits
 from speechquant.text import NUM_CLASSES
 
 N_LAYERS = len(LAYERS)
@@ -58,18 +59,14 @@ PRESETS = {
 
 
 @dataclass(frozen=True)
-class ModelOptions:
+class ModelOptions(Checked):
     """The ``model`` params: a preset, optionally with its widths or dropout overridden."""
 
-    preset: str = "default"
-    hidden_channels: int | None = None
-    wide_channels: int | None = None
-    dropout: float | None = None
-    normalization: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+    preset: str = field(default="default", metadata=limits(choices=PRESETS))
+    hidden_channels: int | None = field(default=None, metadata=limits(1, 100_000))
+    wide_channels: int | None = field(default=None, metadata=limits(1, 100_000))
+    dropout: float | None = field(default=None, metadata=limits(0, 0.99))
+    normalization: str | None = field(default=None, metadata=limits(choices=NORMALIZATIONS))
 
     def config(self, n_mels: int = 40) -> ModelConfig:
         base = PRESETS[self.preset]

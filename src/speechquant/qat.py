@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,18 +27,19 @@ from speechquant.ctc import LAYERS
 from speechquant.export import DYNAMIC_AXES, INPUTS, OPSET, OUTPUTS, fold_batch_norm
 from speechquant.fileio import atomic_path
 from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter, _layer_lengths
+from speechquant.params import Checked, limits
 from speechquant.train import TrainOptions, ctc_loss_sum, evaluate
 
 
 @dataclass(frozen=True)
-class QatOptions:
+class QatOptions(Checked):
     """The ``quant.qat`` params."""
 
-    steps: int = 200
-    learning_rate: float = 1e-4
-    batch_frames: int = 8000
-    momentum: float = 0.05
-    seed: int = 0
+    steps: int = field(default=200, metadata=limits(1, 1_000_000))
+    learning_rate: float = field(default=1e-4, metadata=limits(above=0, high=10))
+    batch_frames: int = field(default=8000, metadata=limits(1))
+    momentum: float = field(default=0.05, metadata=limits(above=0, high=1))
+    seed: int = field(default=0, metadata=limits(0))
 
 
 class RangeObserver(nn.Module):

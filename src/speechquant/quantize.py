@@ -40,6 +40,7 @@ from speechquant.errors import UserError
 from speechquant.export import load_onnx
 from speechquant.fileio import atomic_path, size_mb
 from speechquant.model import LAYER_NAMES
+from speechquant.params import Checked, limits
 from speechquant.qat import QatOptions
 from speechquant.runtime import session
 from speechquant.sensitivity import AutoOptions
@@ -76,7 +77,7 @@ VARIANTS = {
 
 
 @dataclass(frozen=True)
-class CalibrationOptions:
+class CalibrationOptions(Checked):
     """The ``quant.calibration`` params.
 
     ORT's histogram calibrators (percentile, entropy) stack every calibration output into
@@ -85,16 +86,10 @@ class CalibrationOptions:
     whole utterances.
     """
 
-    method: str = "percentile"
-    utterances: int = 200
-    frames: int = 300
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in CALIBRATION_METHODS:
-            raise ValueError(f"method {self.method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
-        if self.utterances < 1 or self.frames < 1:
-            raise ValueError("utterances and frames must be at least 1")
+    method: str = field(default="percentile", metadata=limits(choices=CALIBRATION_METHODS))
+    utterances: int = field(default=200, metadata=limits(1, 100_000))
+    frames: int = field(default=300, metadata=limits(1, 100_000))
+    seed: int = field(default=0, metadata=limits(0))
 
     def inputs(self, store: Store) -> list[dict[str, np.ndarray]]:
         """The calibration batches (one utterance each), chosen with ``seed``."""
@@ -114,29 +109,15 @@ class CalibrationOptions:
 
 
 @dataclass(frozen=True)
-class QuantOptions:
+class QuantOptions(Checked):
     """The ``quant`` params."""
 
-    variants: tuple[str, ...] = tuple(VARIANTS)
-    exclude: tuple[str, ...] = ()
+    variants: tuple[str, ...] = field(default=tuple(VARIANTS), metadata=limits(choices=VARIANTS))
+    exclude: tuple[str, ...] = field(default=(), metadata=limits(choices=LAYER_NAMES))
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
-    check_utterances: int = 20
+    check_utterances: int = field(default=20, metadata=limits(1, 100_000))
     qat: QatOptions = field(default_factory=QatOptions)
     auto: AutoOptions = field(default_factory=AutoOptions)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.auto, dict):
-            object.__setattr__(self, "auto", AutoOptions(**self.auto))
-        if isinstance(self.calibration, dict):
-            object.__setattr__(self, "calibration", CalibrationOptions(**self.calibration))
-        if isinstance(self.qat, dict):
-            object.__setattr__(self, "qat", QatOptions(**self.qat))
-        unknown_variants = [v for v in self.variants if v not in VARIANTS]
-        if unknown_variants:
-            raise ValueError(f"unknown variants {unknown_variants}; valid: {', '.join(VARIANTS)}")
-        unknown_layers = [name for name in self.exclude if name not in LAYER_NAMES]
-        if unknown_layers:
-            raise ValueError(f"exclude names unknown layers {unknown_layers}; valid: {', '.join(LAYER_NAMES)}")
 
 
 def recipe_for(variant: str) -> Recipe:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,24 +26,19 @@ from onnx import numpy_helper
 from speechquant.compare import Scored
 from speechquant.ctc import LAYERS
 from speechquant.model import LAYER_NAMES
+from speechquant.params import Checked, limits
 from speechquant.store import Store
 
 
 @dataclass(frozen=True)
-class AutoOptions:
+class AutoOptions(Checked):
     """The ``quant.auto`` params."""
 
-    max_cer_increase: float = 0.01  # relative to fp32 on the dev subset
-    utterances: int = 0  # dev subset the choice is made on; 0: the whole dev split
-    seed: int = 0
-    max_float_layers: int = 3  # deepest search: sets of up to this many layers
-    search_width: int = 5  # layers (most helpful first) combined in sets of two or more
-
-    def __post_init__(self) -> None:
-        if self.max_cer_increase < 0 or self.utterances < 0 or self.search_width < 1:
-            raise ValueError("max_cer_increase and utterances must be >= 0, search_width >= 1")
-        if not 0 <= self.max_float_layers <= len(LAYER_NAMES):
-            raise ValueError(f"max_float_layers must be between 0 and {len(LAYER_NAMES)}")
+    max_cer_increase: float = field(default=0.01, metadata=limits(0, 10))  # relative to fp32 on the dev subset
+    utterances: int = field(default=0, metadata=limits(0))  # dev subset the choice is made on; 0: the whole split
+    seed: int = field(default=0, metadata=limits(0))
+    max_float_layers: int = field(default=3, metadata=limits(0, len(LAYER_NAMES)))  # deepest search
+    search_width: int = field(default=5, metadata=limits(1, len(LAYER_NAMES)))  # layers combined in sets of 2+
 
 
 @dataclass

@@ -41,6 +41,7 @@ from speechquant.ctc import greedy
 from speechquant.errors import UserError
 from speechquant.metrics import error_rate
 from speechquant.model import ModelConfig, Wav2Letter
+from speechquant.params import Checked, limits
 from speechquant.store import Store
 from speechquant.text import BLANK_ID
 
@@ -49,30 +50,20 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(Checked):
     """The ``train`` params."""
 
-    seed: int = 0
-    epochs: int = 10
-    batch_frames: int = 20_000
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-2
-    grad_clip: float = 5.0
-    lr_patience: int = 1
-    lr_factor: float = 0.5
-    precision: str = "bf16"
-    device: str = "auto"
+    seed: int = field(default=0, metadata=limits(0))
+    epochs: int = field(default=10, metadata=limits(1, 10_000))
+    batch_frames: int = field(default=20_000, metadata=limits(1))
+    learning_rate: float = field(default=1e-3, metadata=limits(above=0, high=10))
+    weight_decay: float = field(default=1e-2, metadata=limits(0))
+    grad_clip: float = field(default=5.0, metadata=limits(above=0))
+    lr_patience: int = field(default=1, metadata=limits(0))
+    lr_factor: float = field(default=0.5, metadata=limits(above=0, high=1))
+    precision: str = field(default="bf16", metadata=limits(choices=PRECISIONS))
+    device: str = field(default="auto", metadata=limits(choices=DEVICES))
     spec_augment: SpecAugmentOptions = field(default_factory=SpecAugmentOptions)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.spec_augment, dict):
-            object.__setattr__(self, "spec_augment", SpecAugmentOptions(**self.spec_augment))
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
-        if self.epochs < 1 or self.batch_frames < 1:
-            raise ValueError("epochs and batch_frames must be positive")
 
 
 @dataclass

@@ -33,6 +33,9 @@ def build_corpus(data_params: dict[str, Any], output: Path, workers: int) -> dic
             from speechquant.corpus.synth import SynthOptions, build_split
 
             options = build(SynthOptions, section(data_params, "synth"), "data.synth")
+            missing = [split for split in SPLITS if split not in options.hours]
+            if missing:
+                raise UserError(f"params.yaml: data.synth.hours gives no hours for {', '.join(missing)}")
             for split in SPLITS:
                 metas[split] = build_split(options, split, temporary / split, workers)
         elif source == "hw4p2":

@@ -13,7 +13,7 @@ import gzip
 import hashlib
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from speechquant.audio import SAMPLE_RATE
 from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
 from speechquant.errors import UserError
+from speechquant.params import Checked, limits
 from speechquant.skips import SkipLog
 from speechquant.store import SPLITS, StoreWriter, Utterance
 
@@ -39,29 +40,26 @@ HELD_OUT_PERCENT = {"dev": 5, "test": 5}
 
 
 @dataclass(frozen=True)
-class SynthOptions:
+class SynthOptions(Checked):
     """The ``data.synth`` params; each range is inclusive ``[low, high]``."""
 
-    seed: int
-    hours: dict[str, float]
+    seed: int = field(metadata=limits(0))
+    hours: dict[str, float] = field(metadata=limits(above=0, high=10_000))  # an empty split fails only at train
     languages: tuple[str, ...]
     variants: tuple[str, ...]
-    words_per_minute: tuple[int, int]
-    pitch: tuple[int, int]
-    pitch_range: tuple[int, int]
-    word_gap: tuple[int, int]
-    noise_probability: float
-    noise_snr_db: tuple[float, float]
+    words_per_minute: tuple[int, int] = field(metadata=limits(80, 450))  # espeak-ng's range
+    pitch: tuple[int, int] = field(metadata=limits(0, 99))
+    pitch_range: tuple[int, int] = field(metadata=limits(0, 70))  # espeak-ng crashes on some voices above 80
+    word_gap: tuple[int, int] = field(metadata=limits(0, 100))
+    noise_probability: float = field(metadata=limits(0, 1))
+    noise_snr_db: tuple[float, float] = field(metadata=limits(-20, 100))
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("words_per_minute", "pitch", "pitch_range", "word_gap", "noise_snr_db"):
             low, high = getattr(self, name)
             if low > high:
                 raise ValueError(f"data.synth.{name}: low {low} is above high {high}")
-        if self.pitch_range[1] > 70:
-            raise ValueError("data.synth.pitch_range: keep it <= 70, espeak-ng crashes on some voices above 80")
-        if not 0.0 <= self.noise_probability <= 1.0:
-            raise ValueError("data.synth.noise_probability must be within [0, 1]")
         if not self.languages or not self.variants:
             raise ValueError("data.synth.languages and data.synth.variants must not be empty")
         languages, variants = available_voices()
