@@ -7,7 +7,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechquant.benchmark import (
-    PYTORCH,
     BenchmarkOptions,
     benchmark_inputs,
     hardware_stamp,
@@ -22,6 +21,7 @@ from speechquant.errors import UserError, exit_on_user_error
 from speechquant.fileio import size_mb, write_csv, write_json
 from speechquant.params import build, load_params, section
 from speechquant.store import Store
+from speechquant.summary import PYTORCH
 
 REFERENCE = "fp32"
 

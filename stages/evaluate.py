@@ -13,7 +13,6 @@ from speechquant.fileio import write_csv, write_json
 from speechquant.params import build, load_params, matrix_item, require_listed, section
 from speechquant.store import Store
 
-
 LM_LEVELS = [lm for lm in LMS if lm != "none"]
 
 

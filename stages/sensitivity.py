@@ -107,9 +107,15 @@ def main() -> None:
     def relative(cer: float) -> float:
         return round(cer / max(reference_cer, 1e-12) - 1, 5)
 
+    compared: dict[int, dict] = {}  # by score: a set in the trace is also a row of the per-layer table
+
     def versus_fp32(score: Score) -> dict:
         assert score.scored is not None
-        return paired_bootstrap(score.scored, reference_scored, bootstrap.bootstrap_samples, bootstrap.seed)
+        if id(score) not in compared:
+            compared[id(score)] = paired_bootstrap(
+                score.scored, reference_scored, bootstrap.bootstrap_samples, bootstrap.seed
+            )
+        return compared[id(score)]
 
     for entry in trace:
         entry["vs_fp32"] = versus_fp32(searched[tuple(entry["float_layers"])])

@@ -27,7 +27,6 @@ from speechquant.store import Store
 
 FRAMES_PER_SECOND = 100  # 10 ms hop
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
-PYTORCH = "pytorch_fp32"
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import errno
+import glob
 import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from speechquant.errors import UserError
 
 
 def _fsync(path: Path) -> None:
@@ -74,13 +79,73 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_scratch(target.parent, f".{target.name}.", target)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}-", suffix=".tmp", dir=target.parent))
     temporary = scratch / target.name
     try:
         yield temporary
         publish(temporary, target, scratch)
+    except (OSError, RuntimeError) as error:
+        if not _is_write_failure(error, target.parent):
+            raise
+        written = _megabytes(temporary)
+        free = shutil.disk_usage(target.parent).free / 1e6
+        raise UserError(
+            f"could not write {target}: {_reason(error)} after {written:.1f} MB, {free:.1f} MB free on its "
+            f"file system; free space and re-run (the previous {target.name}, if any, is unchanged)"
+        ) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _is_write_failure(error: BaseException, folder: Path) -> bool:
+    """A full disk or a file size limit: OSError says so; torch.save's C++ writer only says "iostream error"."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    message = str(error)
+    return "iostream error" in message or "failed writing file" in message or shutil.disk_usage(folder).free < 1e6
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.errno is not None:
+        return os.strerror(error.errno).lower()
+    return "the write failed (disk full or file size limit)"
+
+
+def _megabytes(path: Path) -> float:
+    if path.is_dir():
+        return sum(child.stat().st_size for child in path.rglob("*") if child.is_file()) / 1e6
+    return path.stat().st_size / 1e6 if path.exists() else 0.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_scratch(folder: Path, prefix: str, target: Path | None = None) -> None:
+    """Delete ``<prefix><pid>-*.tmp`` scratch folders in ``folder`` whose process is gone (killed mid-write).
+
+    Scratch names carry their writer's process id, so a live writer's folder is never
+    touched. If a killed publish had already moved the old ``target`` aside (see
+    ``publish``) and the target is missing, the old copy is put back rather than deleted.
+    """
+    if not folder.is_dir():
+        return
+    for stale in folder.glob(f"{glob.escape(prefix)}*-*.tmp"):
+        pid = stale.name[len(prefix) :].partition("-")[0]
+        if not pid.isdigit() or _alive(int(pid)) or not stale.is_dir():
+            continue
+        if target is not None and not target.exists() and (stale / "old").exists():
+            os.replace(stale / "old", target)
+        size = _megabytes(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+        print(f"removed {stale} ({size:.1f} MB), left by a run that was killed", file=sys.stderr)
 
 
 def size_mb(path: str | os.PathLike[str]) -> float:

@@ -18,6 +18,7 @@ Every int8 variant also keeps the layers in ``quant.exclude`` in float.
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -163,7 +164,7 @@ def quantize(
     ``checkpoint`` and fine-tunes on ``calibration_store``, checking on ``dev_store``.
     """
     recipe = recipe_for(variant)
-    load_onnx(source)  # one clear error for a missing or corrupt model
+    metadata = {prop.key: prop.value for prop in load_onnx(source).metadata_props}  # a clear error if unreadable
     keep_float = sorted(set(recipe.keep_float) | set(options.exclude), key=LAYER_NAMES.index)
     if recipe.kind in ("float", "fp16"):
         keep_float = list(LAYER_NAMES)
@@ -212,6 +213,13 @@ def quantize(
                 raise UserError(f"{variant} needs calibration utterances")
             calibration = options.calibration
             inputs = calibration.inputs(calibration_store)
+            measured["calibration_utterances"] = len(inputs)  # fewer than asked where fewer are long enough
+            if len(inputs) < calibration.utterances:
+                print(
+                    f"warning: quant.calibration.utterances is {calibration.utterances}, but only {len(inputs)} "
+                    f"training utterances have {calibration.frames} frames: calibrating on those",
+                    file=sys.stderr,
+                )
             quantize_static(
                 source,
                 temporary,
@@ -227,14 +235,14 @@ def quantize(
                 calibration_cache_path=calibration_cache,
             )
         if recipe.kind != "float":
-            copy_metadata(source, temporary)
+            set_metadata(temporary, metadata)
     return keep_float, measured
 
 
-def copy_metadata(source: Path, target: Path) -> None:
-    """Give ``target`` the ``metadata_props`` of ``source``: quantizers and converters drop them."""
+def set_metadata(target: Path, metadata: dict[str, str]) -> None:
+    """Give ``target`` the source model's ``metadata_props``: quantizers and converters drop them."""
     model = onnx.load(str(target))
-    onnx.helper.set_model_props(model, {prop.key: prop.value for prop in onnx.load(str(source)).metadata_props})
+    onnx.helper.set_model_props(model, metadata)
     onnx.save(model, str(target))
 
 

@@ -66,7 +66,7 @@ def subset(store: Store, utterances: int, seed: int) -> list[int]:
     """``utterances`` of the store chosen with ``seed``, in store order; all of them for 0."""
     if utterances == 0 or utterances >= len(store):
         return list(range(len(store)))
-    chosen = np.random.default_rng(seed).choice(len(store), size=min(utterances, len(store)), replace=False)
+    chosen = np.random.default_rng(seed).choice(len(store), size=utterances, replace=False)
     return sorted(int(i) for i in chosen)
 
 

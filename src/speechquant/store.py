@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from speechquant.errors import UserError
 from speechquant.fileio import atomic_path
 
 DATA_FILE = "data.npy"
@@ -104,22 +105,69 @@ class StoreWriter:
         self._atomic.__exit__(kind, error, traceback)
 
 
+class MissingStore(UserError, FileNotFoundError):
+    """A folder that is not a store (not built yet, or the wrong path)."""
+
+
+class DamagedStore(UserError):
+    """A store whose files are unreadable or disagree (truncated, edited by hand, half-copied)."""
+
+
 class Store:
-    """Read-only view of a store: ``store[i]`` is utterance i's rows, memory-mapped."""
+    """Read-only view of a store: ``store[i]`` is utterance i's rows, memory-mapped.
+
+    Opening checks that the four files agree (counts, offsets from 0 up to the rows in
+    ``data.npy``, never decreasing, each manifest record's frame count), so a damaged
+    store is one error naming the file and how to rebuild it, never a wrong slice or a
+    traceback deep inside a stage. The check reads the offsets and manifest, not the rows.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         files = (DATA_FILE, OFFSETS_FILE, MANIFEST_FILE, META_FILE)
         missing = [name for name in files if not (self.path / name).exists()]
         if missing:
-            raise FileNotFoundError(f"{self.path} is not an utterance store: missing {', '.join(missing)}")
-        self.data = np.load(self.path / DATA_FILE, mmap_mode="r", allow_pickle=False)
-        self.offsets = np.load(self.path / OFFSETS_FILE, allow_pickle=False)
-        self.meta: dict[str, Any] = json.loads((self.path / META_FILE).read_text(encoding="utf-8"))
-        with open(self.path / MANIFEST_FILE, encoding="utf-8") as lines:
-            self.utterances = [Utterance(**json.loads(line)) for line in lines]
-        if len(self.offsets) != len(self.utterances) + 1 or self.offsets[-1] != len(self.data):
-            raise ValueError(f"{self.path}: offsets, manifest and data disagree; rebuild the store")
+            stage = self.path.parent.name if self.path.parent.name in ("corpus", "features") else None
+            hint = f": run `dvc repro {stage}`" if stage else ""
+            raise MissingStore(f"{self.path} is not an utterance store: missing {', '.join(missing)}{hint}")
+        self.data = self._read(DATA_FILE, lambda file: np.load(file, mmap_mode="r", allow_pickle=False))
+        self.offsets = self._read(OFFSETS_FILE, lambda file: np.load(file, allow_pickle=False))
+        self.meta: dict[str, Any] = self._read(META_FILE, lambda file: json.loads(file.read_text(encoding="utf-8")))
+        self.utterances = self._read(MANIFEST_FILE, _read_manifest)
+        self._check()
+
+    def _read(self, name: str, read: Any) -> Any:
+        try:
+            return read(self.path / name)
+        except (OSError, ValueError, TypeError, KeyError, EOFError) as error:
+            raise self._damaged(name, f"{type(error).__name__}: {str(error)[:120]}") from None
+
+    def _check(self) -> None:
+        offsets, rows = self.offsets, len(self.data) if self.data.ndim else -1
+        if self.data.ndim < 1 or not isinstance(self.meta, dict):
+            raise self._damaged(DATA_FILE if self.data.ndim < 1 else META_FILE, "not the layout a store has")
+        if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) == 0 or offsets[0] != 0:
+            raise self._damaged(OFFSETS_FILE, "not a list of row offsets starting at 0")
+        if np.any(np.diff(offsets) < 0) or offsets[-1] != rows:
+            raise self._damaged(OFFSETS_FILE, f"offsets decrease or end at {offsets[-1]}, not at the {rows} rows")
+        if len(offsets) != len(self.utterances) + 1:
+            raise self._damaged(MANIFEST_FILE, f"{len(self.utterances)} records for {len(offsets) - 1} offsets")
+        if self.meta.get("utterances", len(self.utterances)) != len(self.utterances):
+            raise self._damaged(
+                META_FILE, f"says {self.meta.get('utterances')} utterances, the manifest has {len(self)}"
+            )
+        lengths = np.diff(offsets)
+        wrong = next((i for i, u in enumerate(self.utterances) if u.n_frames != lengths[i]), None)
+        if wrong is not None:
+            raise self._damaged(
+                MANIFEST_FILE,
+                f"record {wrong + 1} has {self.utterances[wrong].n_frames} frames, its offsets {lengths[wrong]}",
+            )
+
+    def _damaged(self, name: str, what: str) -> DamagedStore:
+        stage = self.path.parent.name if self.path.parent.name in ("corpus", "features") else None
+        fix = f"rebuild it with `dvc repro -f -s {stage}`" if stage else "rebuild the store"
+        return DamagedStore(f"{self.path / name} is damaged ({what}): {fix}")
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -130,3 +178,8 @@ class Store:
     def __iter__(self) -> Iterator[tuple[Utterance, np.ndarray]]:
         for index, utterance in enumerate(self.utterances):
             yield utterance, self[index]
+
+
+def _read_manifest(path: Path) -> list[Utterance]:
+    with open(path, encoding="utf-8") as lines:
+        return [Utterance(**json.loads(line)) for line in lines]

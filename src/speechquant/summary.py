@@ -23,8 +23,9 @@ from speechquant.compare import (
     paired_bootstrap,
 )
 
-HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
 PYTORCH = "pytorch_fp32"  # the benchmark's PyTorch eager row
+
+HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
 README_BEGIN = "<!-- results: written by the report stage from metrics/; do not edit by hand -->"
 README_END = "<!-- end of results -->"
 

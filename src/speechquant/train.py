@@ -122,6 +122,25 @@ def resumable(state: dict[str, Any], key: dict[str, str], path: Path, report: bo
     return False
 
 
+def _saved_state(path: Path, device: torch.device, main: bool) -> dict[str, Any] | None:
+    """The state saved after the last finished epoch, or None to start afresh.
+
+    A file that cannot be read (cut short by a full disk or a copy, damaged by hand)
+    would otherwise stop every re-run with a PyTorch traceback until deleted: it is
+    renamed aside with the reason in its name, and training starts from epoch 0.
+    """
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError... for a damaged file
+        if main:
+            aside = path.with_name(f"{path.stem}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+            os.replace(path, aside)
+            print(f"starting afresh: {path} is unreadable ({type(error).__name__}); moved to {aside}")
+        return None
+
+
 def choose_device(options: TrainOptions) -> torch.device:
     if options.device == "cuda" and not torch.cuda.is_available():
         raise UserError("train.device is cuda but no CUDA device is available")
@@ -352,12 +371,11 @@ def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Pa
         trainer.model.input_std.copy_(std)
     state_path = state_dir / "last.pt"
     key = fingerprint(options, config, [train_store, dev_store])
-    if state_path.exists():
-        state = torch.load(state_path, map_location=trainer.device, weights_only=True)
-        if resumable(state, key, state_path, report=trainer.distributed.main):
-            trainer.restore(state)
-            if trainer.distributed.main:
-                print(f"resuming after epoch {len(trainer.history)} from {state_path}")
+    state = _saved_state(state_path, trainer.device, trainer.distributed.main)
+    if state is not None and resumable(state, key, state_path, report=trainer.distributed.main):
+        trainer.restore(state)
+        if trainer.distributed.main:
+            print(f"resuming after epoch {len(trainer.history)} from {state_path}")
     if trainer.distributed.main and on_epoch is not None:
         for entry in trainer.history:
             on_epoch(entry)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from speechquant.corpus.transcripts import screen_transcript
 from speechquant.errors import UserError
+from speechquant.fileio import remove_stale_scratch
 from speechquant.skips import SkipLog
 from speechquant.store import SPLITS, StoreWriter, Utterance
 
@@ -73,7 +74,10 @@ def fetch(options: Hw4p2Options) -> Path:
     _refuse_foreign_folder(directory)
     api = _authenticated_api(options.competition)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".hw4p2-download-", dir=directory.parent) as scratch:
+    remove_stale_scratch(directory.parent, ".hw4p2-download-", directory)
+    with tempfile.TemporaryDirectory(
+        prefix=f".hw4p2-download-{os.getpid()}-", suffix=".tmp", dir=directory.parent
+    ) as scratch:
         partial = Path(scratch) / "files"
         partial.mkdir()
         try:
@@ -90,7 +94,7 @@ def fetch(options: Hw4p2Options) -> Path:
         (partial / DOWNLOAD_MARK).write_text(f"{options.competition}\n", encoding="utf-8")
         _refuse_foreign_folder(directory)  # checked again: the download took a while
         if directory.exists():
-            os.replace(directory, Path(scratch) / "previous")  # empty or ours; removed with the scratch folder
+            os.replace(directory, Path(scratch) / "old")  # empty or ours; removed with the scratch folder
         os.replace(partial, directory)
     return directory
 
