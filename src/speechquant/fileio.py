@@ -98,12 +98,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _is_write_failure(error: BaseException, folder: Path) -> bool:
-    """A full disk or a file size limit: OSError says so; torch.save's C++ writer only says "iostream error"."""
-    if isinstance(error, OSError):
-        return error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-    message = str(error)
-    return "iostream error" in message or "failed writing file" in message or shutil.disk_usage(folder).free < 1e6
+def _is_write_failure(error: BaseException | None, folder: Path) -> bool:
+    """A full disk or a file size limit, here or in the error this one was raised while handling.
+
+    OSError says so by its errno; torch.save's C++ writer only says "file write failed"
+    or "iostream error", then fails again while closing the archive.
+    """
+    while error is not None:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        if isinstance(error, RuntimeError) and any(
+            text in str(error) for text in ("iostream error", "file write failed", "failed writing file")
+        ):
+            return True
+        error = error.__context__
+    return shutil.disk_usage(folder).free < 1e6
 
 
 def _reason(error: BaseException) -> str:

@@ -27,28 +27,33 @@ def build_corpus(data_params: dict[str, Any], output: Path, workers: int) -> dic
     if source not in SOURCES:
         raise UserError(f"unknown data.source {source!r}; valid: {', '.join(SOURCES)}")
     metas: dict[str, dict[str, Any]] = {}
+    # Every param is checked before the first file is written.
+    if source == "synth":
+        from speechquant.corpus.synth import SynthOptions, build_split
+
+        synth_options = build(SynthOptions, section(data_params, "synth"), "data.synth")
+        missing = [split for split in SPLITS if split not in synth_options.hours]
+        if missing:
+            raise UserError(f"params.yaml: data.synth.hours gives no hours for {', '.join(missing)}")
+    elif source == "hw4p2":
+        from speechquant.corpus.hw4p2 import Hw4p2Options, convert_split, fetch
+
+        hw4p2_options = build(Hw4p2Options, section(data_params, "hw4p2"), "data.hw4p2")
+    else:
+        from speechquant.corpus.librispeech import LibrispeechOptions
+        from speechquant.corpus.librispeech import build_split as build_librispeech_split
+
+        librispeech_options = build(LibrispeechOptions, section(data_params, "librispeech"), "data.librispeech")
     with atomic_path(output) as temporary:
         temporary.mkdir()
         if source == "synth":
-            from speechquant.corpus.synth import SynthOptions, build_split
-
-            options = build(SynthOptions, section(data_params, "synth"), "data.synth")
-            missing = [split for split in SPLITS if split not in options.hours]
-            if missing:
-                raise UserError(f"params.yaml: data.synth.hours gives no hours for {', '.join(missing)}")
             for split in SPLITS:
-                metas[split] = build_split(options, split, temporary / split, workers)
+                metas[split] = build_split(synth_options, split, temporary / split, workers)
         elif source == "hw4p2":
-            from speechquant.corpus.hw4p2 import Hw4p2Options, convert_split, fetch
-
-            options = build(Hw4p2Options, section(data_params, "hw4p2"), "data.hw4p2")
-            directory = fetch(options)
+            directory = fetch(hw4p2_options)
             for split in SPLITS:
                 metas[split] = convert_split(directory, split, temporary / split)
         else:
-            from speechquant.corpus.librispeech import LibrispeechOptions, build_split
-
-            options = build(LibrispeechOptions, section(data_params, "librispeech"), "data.librispeech")
             for split in SPLITS:
-                metas[split] = build_split(options, split, temporary / split)
+                metas[split] = build_librispeech_split(librispeech_options, split, temporary / split)
     return metas
