@@ -4,7 +4,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 INSTALLED := $(VENV)/.installed-stamp
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup pipeline test lint clean
+.PHONY: setup pipeline test test-fast lint clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ pipeline: $(INSTALLED)
 
 test: $(INSTALLED)
 	python -m pytest
+
+# The edit loop: everything but the slow tier (end-to-end runs, subprocesses, espeak-ng speech).
+test-fast: $(INSTALLED)
+	python -m pytest -m "not slow"
 
 lint: $(INSTALLED)
 	ruff check .

@@ -2,31 +2,15 @@
 average Levenshtein on dev and test, with the `decode` params, or with them and an n-gram LM."""
 
 import argparse
-import os
 from dataclasses import asdict
 from pathlib import Path
 
-from speechquant.decode import LMS, Decoder, DecoderOptions
+from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import exit_on_user_error
-from speechquant.evaluate import EvalOptions, evaluate_split, result_rows
+from speechquant.evaluate import LM_LEVELS, EvalOptions, evaluate_split, result_rows, summary_line, what_to_evaluate
 from speechquant.fileio import write_csv, write_json
-from speechquant.params import build, load_params, matrix_item, require_listed, section
+from speechquant.params import build, load_params, section
 from speechquant.store import Store
-
-LM_LEVELS = [lm for lm in LMS if lm != "none"]
-
-
-def _what_to_evaluate(variant: str | None, lm: str | None, params: dict) -> tuple[str, str | None]:
-    """The variant and LM named on the command line, or by the DVC stage being run, each checked against params."""
-    if variant is None:
-        if os.environ.get("DVC_STAGE", "").partition("@")[0].endswith("evaluate_lm"):
-            variant, _, lm = matrix_item(None, "evaluate_lm").rpartition("-")
-            require_listed(variant, section(params, "eval_lm")["variants"], "eval_lm.variants")
-            require_listed(lm, section(params, "eval_lm")["lms"], "eval_lm.lms")
-            require_listed(lm, LM_LEVELS, "the LMs the lm stage builds")
-        else:
-            variant = matrix_item(None, "evaluate")
-    return require_listed(variant, section(params, "quant")["variants"], "quant.variants"), lm
 
 
 def main() -> None:
@@ -40,7 +24,7 @@ def main() -> None:
     parser.add_argument("--plots-dir", type=Path, help="default: plots/eval, or plots/eval_lm with --lm")
     args = parser.parse_args()
     params = load_params()
-    args.variant, args.lm = _what_to_evaluate(args.variant, args.lm, params)
+    args.variant, args.lm = what_to_evaluate(args.variant, args.lm, params)
     decode_params = section(params, "decode")
     name = args.variant
     if args.lm:
@@ -57,12 +41,7 @@ def main() -> None:
         split_metrics, results = evaluate_split(model, Store(args.features / split), decoder, options, split)
         metrics[split] = split_metrics
         write_csv(plots_dir / name / f"{split}.csv", result_rows(results))
-        m = split_metrics
-        print(
-            f"{name} {split}: CER {m['cer']} WER {m['wer']} Levenshtein {m['levenshtein_mean']} "
-            f"CTC loss {m['ctc_loss']} ({m['scored']}/{m['utterances']} scored; model {m['model_seconds']} s, "
-            f"decode {m['decoded_per_second']} utt/s)"
-        )
+        print(summary_line(name, split, split_metrics))
     write_json(metrics_dir / f"{name}.json", {"decoder": asdict(decoding), **metrics})
 
 

@@ -3,17 +3,23 @@
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from speechquant.checkpoint import load_model
+from speechquant.audio import FeatureOptions
 from speechquant.errors import exit_on_user_error
-from speechquant.export import OPSET, export
+from speechquant.export import OPSET, export, parity
 from speechquant.fileio import size_mb, write_json
-from speechquant.runtime import FEATURE_DTYPE, session
+from speechquant.model import load_checkpoint, model_of
+from speechquant.modelcard import ModelCard
 from speechquant.store import Store
 
 PARITY_UTTERANCES = 8
+
+
+def legacy_card(dev: Store) -> ModelCard:
+    """A checkpoint from before cards: it was trained on the features at hand, whose store says how they were made."""
+    print(
+        "warning: the checkpoint carries no model card (older speechquant): taking the front-end from the dev features"
+    )
+    return ModelCard(features=FeatureOptions.of_store(dev.meta), corpus_source=dev.meta.get("source") or "unknown")
 
 
 def main() -> None:
@@ -23,25 +29,19 @@ def main() -> None:
     parser.add_argument("--features", type=Path, default=Path("data/features/dev"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/export.json"))
     args = parser.parse_args()
-    model = load_model(args.checkpoint)
+    checkpoint = load_checkpoint(args.checkpoint)
+    model = model_of(checkpoint)
     dev = Store(args.features)
-    export(model, args.output, metadata={FEATURE_DTYPE: dev.meta["dtype"]})
-    rows = [np.asarray(dev[i], dtype=np.float32) for i in range(min(PARITY_UTTERANCES, len(dev)))]
-    features = np.zeros((len(rows), max(len(r) for r in rows), rows[0].shape[1]), dtype=np.float32)
-    for index, row in enumerate(rows):
-        features[index, : len(row)] = row
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    onnx_log_probs = session(args.output).run(["log_probs"], {"features": features, "lengths": lengths})[0]
-    with torch.no_grad():
-        torch_log_probs = model(torch.from_numpy(features), torch.from_numpy(lengths))[0].numpy()
-    difference = float(np.abs(onnx_log_probs - torch_log_probs).max())
+    card = ModelCard.from_dict(checkpoint["card"]) if "card" in checkpoint else legacy_card(dev)
+    export(model, args.output, metadata=card.metadata())
+    difference, compared = parity(model, args.output, dev, PARITY_UTTERANCES)
     write_json(
         args.metrics,
         {
             "opset": OPSET,
             "size_mb": round(size_mb(args.output), 3),
             "max_abs_logprob_diff_vs_pytorch": round(difference, 7),
-            "parity_utterances": len(rows),
+            "parity_utterances": compared,
         },
     )
     print(f"exported {args.output} ({size_mb(args.output):.2f} MB), max |log-prob diff| vs PyTorch {difference:.2e}")

@@ -2,14 +2,15 @@
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
+from speechquant.calibration import utterance_inputs
 from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_json
 from speechquant.params import build, load_params, matrix_item, require_listed, section
-from speechquant.quantize import QuantOptions, quantize, report, utterance_inputs
+from speechquant.quantize import QuantOptions, quantize
 from speechquant.store import Store
+from speechquant.verify import report
 
 
 def main() -> None:
@@ -24,13 +25,18 @@ def main() -> None:
     args = parser.parse_args()
     options = build(QuantOptions, section(load_params(), "quant"), "quant")
     args.variant = require_listed(matrix_item(args.variant, "quantize"), options.variants, "quant.variants")
+    chosen, qat_options = (), None
     if args.variant == "auto_int8":
-        # The sensitivity stage's choice, on top of what quant.exclude keeps in float anyway.
-        chosen = json.loads(args.auto_choice.read_text(encoding="utf-8"))["float_layers"]
-        options = replace(options, exclude=tuple(dict.fromkeys([*options.exclude, *chosen])))
+        chosen = tuple(json.loads(args.auto_choice.read_text(encoding="utf-8"))["float_layers"])
+    if args.variant == "qat_int8":
+        from speechquant.qat import QatOptions
+
+        qat_options = build(QatOptions, options.qat, "quant.qat")
     output = args.output_dir / f"{args.variant}.onnx"
     train, dev = Store(args.features / "train"), Store(args.features / "dev")
-    keep_float, measured = quantize(args.variant, args.model, output, options, train, args.checkpoint, dev)
+    keep_float, measured = quantize(
+        args.variant, args.model, output, options, train, args.checkpoint, dev, qat_options=qat_options, chosen=chosen
+    )
     check_inputs = utterance_inputs(dev, options.check_utterances, seed=0)
     metrics = {**report(args.variant, output, args.model, keep_float, check_inputs), **measured}
     write_json(args.metrics_dir / f"{args.variant}.json", metrics)

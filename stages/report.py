@@ -10,14 +10,14 @@ from pathlib import Path
 from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_text
 from speechquant.params import load_params
-from speechquant.report import (
+from speechquant.report.figures import (
     plot_edits_vs_length,
     plot_latency_vs_batch,
     plot_size_vs_cer,
     plot_training,
     read_table,
 )
-from speechquant.summary import README_BEGIN, Results, readme_block, replace_readme_block, report_markdown
+from speechquant.report.markdown import README_BEGIN, Results, readme_block, replace_readme_block, report_markdown
 
 
 def main() -> None:

@@ -8,15 +8,15 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 from dvclive import Live
 
 from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_json
-from speechquant.model import ModelOptions, Wav2Letter, parameter_count
+from speechquant.model import ModelOptions, parameter_count
+from speechquant.modelcard import ModelCard
 from speechquant.params import build, load_params, section
 from speechquant.store import Store
-from speechquant.train import TrainOptions, discard_state, run, save_model
+from speechquant.train import TrainOptions, discard_state, run, save_model, training_metrics
 
 
 def main() -> None:
@@ -30,7 +30,8 @@ def main() -> None:
     params = load_params()
     model_options = build(ModelOptions, section(params, "model"), "model")
     options = build(TrainOptions, section(params, "train"), "train")
-    config = model_options.config(n_mels=section(params, "features")["n_mels"])
+    train_store, dev = Store(args.features / "train"), Store(args.features / "dev")
+    config = model_options.config(n_mels=train_store.meta["n_mels"])
     started = time.perf_counter()
     live = Live(str(args.live), dvcyaml=False, save_dvc_exp=False, report=None)
 
@@ -41,32 +42,13 @@ def main() -> None:
         live.log_metric("learning_rate", entry["learning_rate"])
         live.next_step()
 
-    trainer = run(config, options, Store(args.features / "train"), Store(args.features / "dev"), args.state, log)
+    trainer = run(config, options, train_store, dev, args.state, log)
     if trainer.distributed.rank != 0:
         return
     live.end()
-    save_model(trainer, args.model)
-    history = trainer.history
-    write_json(
-        args.metrics,
-        {
-            "preset": model_options.preset,
-            "parameters": parameter_count(Wav2Letter(config)),
-            "epochs": len(history),
-            "best_epoch": trainer.best["epoch"],
-            "best_dev_cer": round(trainer.best["dev_cer"], 5),
-            "final_dev_loss": round(history[-1]["dev_loss"], 5),
-            "skipped_batches": sum(entry["skipped_batches"] for entry in history),
-            "wall_seconds": round(time.perf_counter() - started, 1),
-            "train_audio_seconds_per_second": round(
-                sum(e["audio_seconds"] for e in history) / sum(e["train_seconds"] for e in history), 1
-            ),
-            "device": trainer.device.type,
-            "precision": options.precision,
-            "processes": trainer.distributed.world,
-            "threads": torch.get_num_threads(),
-        },
-    )
+    card = ModelCard.for_training(dev.meta, config.normalization, model_options.preset, parameter_count(trainer.model))
+    save_model(trainer, args.model, card.as_dict())
+    write_json(args.metrics, training_metrics(trainer, model_options.preset, time.perf_counter() - started))
     discard_state(args.state)
 
 

@@ -3,12 +3,23 @@ import torch
 import yaml
 
 from helpers import REPO
+from speechquant.audio import FeatureOptions
 from speechquant.corpus import synth
 from speechquant.export import export
-from speechquant.features import FeatureOptions, build_split
-from speechquant.model import PRESETS, Wav2Letter
+from speechquant.features import build_split
+from speechquant.model import PRESETS, Wav2Letter, parameter_count
+from speechquant.modelcard import ModelCard
 from speechquant.params import build
 from speechquant.store import Store
+
+SLOW_FIXTURES = {"features", "project", "speech"}  # espeak-ng speech, or a whole DVC project
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on synthesized speech or a DVC project are slow, whatever module they sit in."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -69,5 +80,6 @@ def trained_like_model() -> Wav2Letter:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, trained_like_model):
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    export(trained_like_model, path)
+    card = ModelCard(preset="default", parameters=parameter_count(trained_like_model), corpus_source="synth")
+    export(trained_like_model, path, card.metadata())
     return path

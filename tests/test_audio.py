@@ -1,7 +1,7 @@
 import numpy as np
 import soundfile
 
-from speechquant.audio import SAMPLE_RATE, MelOptions, load_audio, log_mel, mel_filterbank
+from speechquant.audio import SAMPLE_RATE, FeatureOptions, load_audio, log_mel, mel_filterbank
 
 
 def test_log_mel_shape_is_one_frame_per_hop():
@@ -13,7 +13,7 @@ def test_log_mel_shape_is_one_frame_per_hop():
 
 def test_a_tone_lights_the_band_that_holds_its_frequency():
     t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
-    options = MelOptions()
+    options = FeatureOptions()
     filters = mel_filterbank(options.n_mels, options.n_fft)
     for hz in (300.0, 1000.0, 4000.0):
         features = log_mel(np.sin(2 * np.pi * hz * t).astype(np.float32) * 0.5, options)

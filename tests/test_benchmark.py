@@ -10,7 +10,7 @@ from speechquant.benchmark import (
     peak_memory_mb,
     time_interleaved,
 )
-from speechquant.report import pareto_front
+from speechquant.report.figures import pareto_front
 
 
 def test_configurations_sweep_batch_at_the_middle_length_and_length_at_batch_one():

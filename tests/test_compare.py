@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from speechquant.compare import Scored, describe_difference, examples, paired_bootstrap
+from speechquant.compare import Scored, examples, paired_bootstrap
+from speechquant.report.markdown import describe_difference
 
 
 def scored(edits: list[int], lengths: list[int]) -> Scored:

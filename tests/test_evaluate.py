@@ -4,12 +4,13 @@ import sys
 import numpy as np
 import pytest
 
+from speechquant.calibration import CalibrationOptions
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import UserError
 from speechquant.evaluate import EvalOptions, evaluate_split, model_outputs
 from speechquant.export import export
 from speechquant.model import ModelConfig, Wav2Letter
-from speechquant.quantize import CalibrationOptions, QuantOptions, quantize
+from speechquant.quantize import QuantOptions, quantize
 from speechquant.runtime import session
 from speechquant.store import Store, StoreWriter, Utterance
 

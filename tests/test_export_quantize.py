@@ -3,23 +3,18 @@ import onnx
 import pytest
 import torch
 
+from speechquant.audio import FeatureOptions
+from speechquant.calibration import CalibrationOptions, utterance_inputs
+from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
-from speechquant.export import load_onnx
-from speechquant.model import LAYER_NAMES
+from speechquant.modelcard import ModelCard
 from speechquant.params import build
 from speechquant.qat import QatOptions
-from speechquant.quantize import (
-    VARIANTS,
-    CalibrationOptions,
-    QuantOptions,
-    check_kernels,
-    conv_kernels,
-    quantize,
-    report,
-    utterance_inputs,
-)
-from speechquant.runtime import FEATURE_DTYPE, feature_dtype, session
+from speechquant.quantize import QuantOptions, quantize
+from speechquant.runtime import load_onnx, open_model, session
 from speechquant.store import Store
+from speechquant.variants import VARIANTS
+from speechquant.verify import check_kernels, conv_kernels, report
 
 
 def padded(store: Store, indices: list[int], frames: int) -> dict[str, np.ndarray]:
@@ -58,7 +53,8 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
     options = QuantOptions(calibration=CalibrationOptions(utterances=4))
     source, output = tmp_path / "model.onnx", tmp_path / f"{variant}.onnx"
     model = onnx.load(str(exported))
-    onnx.helper.set_model_props(model, {FEATURE_DTYPE: "float32"})
+    card = ModelCard(features=FeatureOptions(dtype="float32"), preset="default", parameters=5, corpus_source="synth")
+    onnx.helper.set_model_props(model, card.metadata())
     onnx.save(model, str(source))
     keep_float, _ = quantize(variant, source, output, options, features)
     metrics = report(variant, output, source, keep_float, utterance_inputs(features, 2, seed=0))
@@ -71,7 +67,7 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
         assert kernels == {"Conv": 11}
     float_layers = list(LAYER_NAMES) if variant in ("fp32", "fp16") else ["conv0"] if "semi" in variant else []
     assert metrics["float_layers"] == float_layers
-    assert feature_dtype(session(output)) == "float32"  # the front-end's metadata survives quantization
+    assert open_model(output).card == card  # the front-end's metadata survives quantization
     if variant == "static_int8":
         assert metrics["smaller_than_fp32"] >= 3.9
     if variant == "fp16":
@@ -123,9 +119,12 @@ def test_qat_fine_tunes_and_exports_int8_kernels(trained_like_model, features, e
     torch.save(
         {"config": trained_like_model.config.as_dict(), "state_dict": trained_like_model.state_dict()}, checkpoint
     )
-    options = QuantOptions(calibration=CalibrationOptions(utterances=2), qat=QatOptions(steps=2, batch_frames=600))
+    options = QuantOptions(calibration=CalibrationOptions(utterances=2))
     output = tmp_path / "qat_int8.onnx"
-    keep_float, measured = quantize("qat_int8", exported, output, options, features, checkpoint, features)
+    qat = QatOptions(steps=2, batch_frames=600)
+    keep_float, measured = quantize(
+        "qat_int8", exported, output, options, features, checkpoint, features, qat_options=qat
+    )
     assert measured["qat_steps"] == 2 and {"qat_dev_cer_before", "qat_dev_cer_after"} <= set(measured)
     metrics = report("qat_int8", output, exported, keep_float, utterance_inputs(features, 2, seed=0))
     assert metrics["conv_kernels"] == {"QLinearConv": 11}

@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 from helpers import REPO
+from speechquant.audio import FeatureOptions
 from speechquant.corpus import build_corpus, hw4p2
 from speechquant.errors import UserError
-from speechquant.features import NON_FINITE, TOO_SHORT, FeatureOptions, build_split
+from speechquant.features import NON_FINITE, TOO_SHORT, build_split
 from speechquant.store import Store
 
 RNG = np.random.default_rng(0)

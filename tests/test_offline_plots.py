@@ -1,7 +1,7 @@
 import re
 
 from helpers import REPO
-from speechquant.offline_plots import TEMPLATE_PATH, template_html
+from offline_plots import TEMPLATE_PATH, template_html
 
 
 def test_the_committed_template_is_what_the_pinned_bundle_generates():

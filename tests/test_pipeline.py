@@ -6,13 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import yaml
 
 from helpers import REPO, copy_project
 from speechquant.benchmark import hardware_stamp
-from speechquant.report import read_table
+from speechquant.report.figures import read_table
+from speechquant.runtime import open_model
 from speechquant.store import Store
+
+pytestmark = pytest.mark.slow  # subprocesses: whole DVC runs or the command line
 
 FIGURES = ("size_vs_cer", "latency_vs_batch", "training", "edits_vs_length")
 
@@ -158,3 +163,28 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
     assert json.loads((project / "metrics" / "quantize" / "static_int8.json").read_text())["float_layers"] == ["conv0"]
     differences = dvc(project, "metrics", "diff")
     assert "metrics/quantize/static_int8.json" in differences and "metrics/eval/static_int8.json" in differences
+
+
+def test_a_model_of_80_bands_every_20_ms_is_fed_80_bands_every_20_ms(project):
+    """The front-end travels with the model: evaluation and `transcribe` read it from the ONNX file."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["features"].update(n_mels=80, hop_ms=20.0)
+    params["eval"]["batch_size"] = 1
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    dvc(project, "repro", "evaluate@fp32")
+    model = project / "models" / "quantized" / "fp32.onnx"
+    card = open_model(model).card
+    assert (card.features.n_mels, card.features.hop_ms, card.corpus_source) == (80, 20.0, "synth")
+    audio = Store(project / "data" / "corpus" / "dev")
+    files = []
+    for index in range(min(4, len(audio))):
+        files.append(project / f"{audio.utterances[index].id}.wav")
+        soundfile.write(files[-1], np.asarray(audio[index]), 16_000, subtype="PCM_16")
+    result = run(
+        [sys.executable, "-m", "speechquant.cli", "transcribe", str(model), *map(str, files), "--json"], project
+    )
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
+    transcribed = {Path(json.loads(line)["file"]).stem: json.loads(line)["text"] for line in result.stdout.splitlines()}
+    evaluated = {row["id"]: row["hypothesis"] for row in read_table(project / "plots" / "eval" / "fp32" / "dev.csv")}
+    assert transcribed == {name: evaluated[name] for name in transcribed}
+    assert json.loads((project / "metrics" / "eval" / "fp32.json").read_text())["dev"]["scored"] > 0

@@ -82,6 +82,7 @@ BAD_PARAMS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stage", "key", "value", "message"), BAD_PARAMS, ids=[f"{p[1]}={p[2]}" for p in BAD_PARAMS])
 def test_a_bad_param_is_one_line_naming_it_before_any_work(tmp_path, stage, key, value, message):
     params = with_value(yaml.safe_load((REPO / "params.yaml").read_text()), key, value)
@@ -98,6 +99,7 @@ def test_no_params_value_reaches_a_shell_command():
     assert all("${" not in stage["cmd"] for stage in stages.values())
 
 
+@pytest.mark.slow
 def test_a_stage_refuses_a_variant_its_params_do_not_list(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["quant"]["variants"] = ["fp32", "static_int8; touch X"]
@@ -167,6 +169,7 @@ def test_a_damaged_store_names_its_file_and_how_to_rebuild_it(store, damage):
     assert str(raised.value).endswith("rebuild it with `dvc repro -f -s features`")
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_damaged_store_is_one_line(tmp_path, store, exported):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     models = tmp_path / "models" / "quantized"
@@ -233,7 +236,7 @@ from speechquant.errors import exit_on_user_error
 WRITERS = {
     "json": "from speechquant.fileio import write_json\n"
     "exit_on_user_error(lambda: write_json(sys.argv[1], {'rows': list(range(100_000))}))",
-    "checkpoint": "import torch\nfrom speechquant.checkpoint import save\n"
+    "checkpoint": "import torch\nfrom speechquant.model import save_checkpoint as save\n"
     "exit_on_user_error(lambda: save(__import__('pathlib').Path(sys.argv[1]), {'w': torch.zeros(200_000)}))",
     "store": "import numpy as np\nfrom speechquant.store import StoreWriter, Utterance\n"
     "def write():\n"
@@ -244,6 +247,7 @@ WRITERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writer", list(WRITERS))
 def test_a_full_disk_is_one_line_and_leaves_the_previous_output(tmp_path, writer):
     target = tmp_path / "output"

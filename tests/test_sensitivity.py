@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from speechquant.model import LAYER_NAMES
+from speechquant.ctc import LAYER_NAMES
 from speechquant.sensitivity import AutoOptions, Score, cost_key, layer_costs, mean_kl, search
 
 COSTS = {name: {"parameters": 100 + i, "macs_per_frame": 1000.0 - i} for i, name in enumerate(LAYER_NAMES)}

@@ -3,7 +3,7 @@
 import yaml
 
 from helpers import REPO
-from speechquant.summary import (
+from speechquant.report.markdown import (
     README_BEGIN,
     README_END,
     Results,

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helpers import REPO, write_feature_store
-from speechquant import checkpoint, train
+from speechquant import model as checkpoint
+from speechquant import train
 from speechquant.errors import UserError
 from speechquant.model import ModelConfig
 from speechquant.store import Store, StoreWriter, Utterance
@@ -104,6 +105,7 @@ def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_result(data, tmp_path):
     killed = run_script(data, tmp_path / "state", tmp_path / "unused.pt", "kill")
     assert killed.returncode == -9
@@ -135,6 +137,7 @@ def run_single_and_two_gloo_processes(data, tmp_path, *flags) -> tuple[dict, dic
     return torch.load(tmp_path / "single.pt", weights_only=True), torch.load(tmp_path / "ddp.pt", weights_only=True)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, tmp_path):
     a, b = run_single_and_two_gloo_processes(data, tmp_path)
     # The losses are the sharp check: equal to float noise when the global batches are the same.
@@ -146,6 +149,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batches(data, t
         assert float((b["state_dict"][name] - tensor).norm() / tensor.norm()) < 0.03, name
 
 
+@pytest.mark.slow
 def test_with_batch_norm_two_cpu_processes_follow_a_near_but_not_the_same_trajectory(data, tmp_path):
     """The default preset has batch norm, which is per process on CPU (no SyncBatchNorm there).
 

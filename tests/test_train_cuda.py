@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from helpers import write_feature_store
-from speechquant import checkpoint, train
+from speechquant import model as checkpoint
+from speechquant import train
 from speechquant.model import ModelConfig
 from speechquant.store import Store
 

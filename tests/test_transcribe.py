@@ -7,11 +7,12 @@ import pytest
 import soundfile
 import soxr
 
-from speechquant.audio import SAMPLE_RATE, MelOptions, mel_filterbank, mel_power
+from speechquant.audio import SAMPLE_RATE, FeatureOptions, mel_filterbank, mel_power
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import UserError
 from speechquant.export import export
 from speechquant.model import ModelConfig, Wav2Letter
+from speechquant.modelcard import ModelCard
 from speechquant.runtime import open_model
 from speechquant.store import Store
 from speechquant.transcribe import ChunkOptions, Transcriber, chunks_of
@@ -34,11 +35,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_transcribe_feeds_the_model_exactly_the_features_training_stored(features, speech, exported, tmp_path):
     """Same function, same rounding to the store's float16: equal to the last bit on any CPU."""
-    assert Transcriber(open_model(exported), GREEDY).feature_dtype == "float16"  # no metadata: the default
+    assert Transcriber(open_model(exported), GREEDY).features == FeatureOptions.of_store(features.meta)
     for index, samples in enumerate(speech):
         path = tmp_path / f"{index}.wav"
         soundfile.write(path, samples, SAMPLE_RATE, subtype="PCM_16")  # the corpus's own int16 samples
-        (chunk,) = chunks_of(path, ChunkOptions(1000, 3), features.meta["dtype"])
+        (chunk,) = chunks_of(path, ChunkOptions(1000, 3), FeatureOptions.of_store(features.meta))
         np.testing.assert_array_equal(chunk.features, np.asarray(features[index], dtype=np.float32))
 
 
@@ -46,7 +47,7 @@ def test_the_float64_stft_is_torch_stft(speech):
     """The NumPy STFT follows torch.stft's conventions (centering, reflect pad, periodic Hann)."""
     import torch
 
-    options = MelOptions()
+    options = FeatureOptions()
     for samples in speech[:3]:
         spectrum = torch.stft(
             torch.from_numpy(samples).double(),
@@ -107,10 +108,24 @@ def test_bad_files_each_get_one_line_and_the_others_go_on(exported, speech, tmp_
     assert "broken.wav" in errors[0] and "empty.wav" in errors[1] and "no audio" in errors[2]
 
 
+CARD = ModelCard(preset="default", corpus_source="synth").metadata()
+
+
 def test_a_model_of_another_shape_is_refused(tmp_path):
     path = tmp_path / "other.onnx"
-    export(Wav2Letter(ModelConfig(hidden_channels=8, wide_channels=8, num_classes=30)).eval(), path)
+    export(Wav2Letter(ModelConfig(hidden_channels=8, wide_channels=8, num_classes=30)).eval(), path, CARD)
     with pytest.raises(UserError, match="expected log_probs"):
         open_model(path)
     result = run_cli("transcribe", str(path), "whatever.wav")
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_a_model_without_a_card_runs_with_the_default_front_end_and_one_warning(speech, trained_like_model, tmp_path):
+    path = tmp_path / "old.onnx"
+    export(trained_like_model, path, {"feature_dtype": "float16"})  # what versions before model cards wrote
+    soundfile.write(tmp_path / "a.wav", speech[0], SAMPLE_RATE)
+    result = run_cli("transcribe", str(path), str(tmp_path / "a.wav"))
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 1
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith(f"warning: {path} carries no front-end metadata")
+    assert open_model(path).card == ModelCard()

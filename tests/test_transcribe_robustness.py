@@ -13,6 +13,8 @@ from speechquant.audio import SAMPLE_RATE
 from speechquant.errors import UserError
 from speechquant.transcribe import Transcriber
 
+pytestmark = pytest.mark.slow  # subprocesses: whole DVC runs or the command line
+
 NO_TORCH = "import sys; sys.modules['torch'] = None; from speechquant.cli import main; main()"
 
 

@@ -1,4 +1,4 @@
-"""Audio loading and the 40-band log-mel features the model reads.
+"""Audio loading and the log-mel features the model reads (40 bands, 25 ms / 10 ms by default).
 
 Log-mel is computed in float64 NumPy with a Slaney-style mel filterbank built here,
 one implementation for the features stage and the runtime (which must not need torch;
@@ -7,7 +7,7 @@ torchaudio's wheels need CUDA libraries and do not import beside CPU torch anywa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,17 +15,43 @@ import numpy as np
 import soundfile
 import soxr
 
+from speechquant.params import Checked, limits
+
 SAMPLE_RATE = 16_000
 LOG_FLOOR = 1e-10  # power below this is silence; keeps log() finite on digital zeros
+DTYPES = ("float16", "float32")
 
 
 @dataclass(frozen=True)
-class MelOptions:
-    """Framing of the log-mel features; the defaults are the study's (25 ms / 10 ms / 40)."""
+class FeatureOptions(Checked):
+    """The ``features`` params: how audio becomes the model's input; the defaults are the study's.
 
-    n_mels: int = 40
-    window_ms: float = 25.0
-    hop_ms: float = 10.0
+    The features stage computes training input with them, and every exported model
+    carries them (``modelcard``), so that ``transcribe``, evaluation and the benchmark
+    compute and count frames as training did. ``dtype`` is the stored precision: the
+    runtime rounds its features to it.
+    """
+
+    n_mels: int = field(default=40, metadata=limits(1, 512))
+    window_ms: float = field(default=25.0, metadata=limits(above=0, high=1000))
+    hop_ms: float = field(default=10.0, metadata=limits(above=0, high=1000))
+    dtype: str = field(default="float16", metadata=limits(choices=DTYPES))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.window_ms < self.hop_ms:
+            raise ValueError(
+                f"hop_ms {self.hop_ms:g} is longer than window_ms {self.window_ms:g}: samples would be skipped"
+            )
+
+    @property
+    def frames_per_second(self) -> float:
+        return SAMPLE_RATE / self.hop_length
+
+    @classmethod
+    def of_store(cls, meta: dict) -> FeatureOptions:
+        """The options a feature store was computed with (its ``meta.json``)."""
+        return cls(n_mels=meta["n_mels"], window_ms=meta["window_ms"], hop_ms=meta["hop_ms"], dtype=meta["dtype"])
 
     @property
     def win_length(self) -> int:
@@ -78,7 +104,7 @@ def mel_filterbank(n_mels: int, n_fft: int) -> np.ndarray:
     return filters.astype(np.float32)
 
 
-def mel_power(samples: np.ndarray, options: MelOptions = MelOptions()) -> np.ndarray:
+def mel_power(samples: np.ndarray, options: FeatureOptions = FeatureOptions()) -> np.ndarray:
     """Mel power spectrogram, shape (frames, n_mels), float64: the quantity HW4P2 ships.
 
     A centered, reflect-padded, periodic-Hann STFT (``torch.stft``'s conventions) in
@@ -108,10 +134,10 @@ def log_of_power(power: np.ndarray) -> np.ndarray:
     return np.log(np.maximum(power, LOG_FLOOR)).astype(np.float32)
 
 
-def log_mel(samples: np.ndarray, options: MelOptions = MelOptions(), dtype: str = "float32") -> np.ndarray:
-    """Natural-log mel power, shape (frames, n_mels), as float32 holding values of ``dtype``.
+def log_mel(samples: np.ndarray, options: FeatureOptions = FeatureOptions()) -> np.ndarray:
+    """Natural-log mel power, shape (frames, n_mels), as float32 holding values of ``options.dtype``.
 
-    ``dtype`` is the feature store's: a model trained on float16 features gets its
-    runtime input rounded to float16 too, so that it sees exactly what training gave it.
+    A model trained on float16 features gets its runtime input rounded to float16 too,
+    so that it sees exactly what training gave it.
     """
-    return log_of_power(mel_power(samples, options)).astype(dtype).astype(np.float32)
+    return log_of_power(mel_power(samples, options)).astype(options.dtype).astype(np.float32)

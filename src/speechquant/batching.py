@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from speechquant.params import Checked, limits
-from speechquant.store import Store
+from speechquant.store import Store, pad_rows
 from speechquant.text import tokenize
 
 
@@ -102,14 +102,11 @@ class UtteranceSet:
         if augment is not None:
             assert rng is not None
             features = [spec_augment(f, augment, rng) for f in features]
-        lengths = [len(f) for f in features]
-        padded = np.zeros((len(features), max(lengths), features[0].shape[1]), dtype=np.float32)
-        for row, f in enumerate(features):
-            padded[row, : len(f)] = f
+        padded, lengths = pad_rows(features)
         labels = [self.labels[p] for p in positions]
         return Batch(
             features=torch.from_numpy(padded),
-            lengths=torch.tensor(lengths, dtype=torch.int64),
+            lengths=torch.from_numpy(lengths),
             targets=torch.from_numpy(np.concatenate(labels)),
             target_lengths=torch.tensor([len(label) for label in labels], dtype=torch.int64),
             indices=[self.indices[p] for p in positions],

@@ -21,11 +21,15 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from tqdm import tqdm
 
+from speechquant.errors import UserError
+from speechquant.fileio import size_mb
 from speechquant.params import Checked, limits
+from speechquant.report.markdown import PYTORCH
+from speechquant.runtime import session
 from speechquant.store import Store
 
-FRAMES_PER_SECOND = 100  # 10 ms hop
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 
 
@@ -98,8 +102,8 @@ def isa_summary(flags: dict[str, bool]) -> str:
 
 
 def benchmark_inputs(store: Store, batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """``batch`` real dev utterances, each tiled or cut to exactly ``seconds`` of audio."""
-    frames = round(seconds * FRAMES_PER_SECOND)
+    """``batch`` real dev utterances, each tiled or cut to exactly ``seconds`` of audio at the store's hop."""
+    frames = round(seconds * 1000 / store.meta["hop_ms"])
     rows = []
     for index in range(batch):
         utterance = np.asarray(store[index % len(store)], dtype=np.float32)
@@ -110,22 +114,18 @@ def benchmark_inputs(store: Store, batch: int, seconds: float) -> tuple[np.ndarr
 
 def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
     """A function running the model, and the seconds its session took to create."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = thread_count(threads)
-    options.inter_op_num_threads = 1
     started = time.perf_counter()
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    model = session(path, threads=thread_count(threads))
     created = time.perf_counter() - started
-    return (lambda features, lengths: session.run(None, {"features": features, "lengths": lengths})), created
+    return (lambda features, lengths: model.run(None, {"features": features, "lengths": lengths})), created
 
 
 def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
     """The trained model in PyTorch eager mode, fp32, batch norm folded like the export."""
     import torch
 
-    from speechquant.checkpoint import load_model
     from speechquant.export import fold_batch_norm
+    from speechquant.model import load_model
 
     torch.set_num_threads(thread_count(threads))
     started = time.perf_counter()
@@ -209,3 +209,77 @@ def peak_memory_mb(path: Path, threads: int, batch: int, seconds: float, store: 
 
     peak, baseline = peak_kb(str(path)), peak_kb("")
     return {"peak_rss_mb": round(peak / 1024, 1), "added_by_model_mb": round((peak - baseline) / 1024, 1)}
+
+
+REFERENCE = "fp32"  # every ratio is taken to it
+
+
+def run_benchmark(
+    options: BenchmarkOptions, paths: dict[str, Path], checkpoint: Path, store: Store
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Every variant's (and PyTorch's) latency per configuration, interleaved in rounds, then
+    each ONNX variant's peak memory in a fresh process: ``metrics/benchmark.json`` and the
+    latency-vs-batch plot rows."""
+    if REFERENCE not in paths:
+        raise UserError(f"the benchmark needs {REFERENCE!r} in quant.variants: every ratio is taken to it")
+    latency: dict[str, dict[str, dict]] = {}
+    session_seconds: dict[str, float] = {}
+    steps = [(t, b, s) for t in options.threads for b, s in options.configurations()]
+    for threads, batch, seconds in tqdm(steps, desc="benchmark"):
+        runners = {}
+        for variant, path in paths.items():
+            runners[variant], created = onnx_runner(path, threads)
+            session_seconds.setdefault(variant, round(created, 4))
+        if options.pytorch:
+            runners[PYTORCH], created = pytorch_runner(checkpoint, threads)
+            session_seconds.setdefault(PYTORCH, round(created, 4))
+        features, lengths = benchmark_inputs(store, batch, seconds)
+        times = time_interleaved(runners, features, lengths, options.rounds, options.warmup)
+        key = f"batch{batch}_{seconds:g}s_{'all' if threads == 0 else threads}thread"
+        summaries = {name: latency_summary(values, batch, seconds) for name, values in times.items()}
+        for name, summary in summaries.items():
+            summary["speedup_vs_fp32"] = round(summaries[REFERENCE]["latency_ms_p50"] / summary["latency_ms_p50"], 3)
+            latency.setdefault(name, {})[key] = summary
+
+    memory_batch, memory_seconds = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
+    fp32_size = size_mb(paths[REFERENCE])
+    metrics = {"hardware": {**hardware_stamp(), "threads_all": thread_count(0)}, "variants": {}}
+    for variant, path in tqdm(paths.items(), desc="peak memory"):
+        memory = peak_memory_mb(path, 0, memory_batch, memory_seconds, store)
+        metrics["variants"][variant] = {
+            "size_mb": round(size_mb(path), 3),
+            "size_ratio_vs_fp32": round(fp32_size / size_mb(path), 3),
+            "session_seconds": session_seconds[variant],
+            **memory,
+            "latency": latency[variant],
+        }
+    if options.pytorch:
+        metrics["variants"][PYTORCH] = {"session_seconds": session_seconds[PYTORCH], "latency": latency[PYTORCH]}
+    metrics["memory_measured_at"] = f"batch {memory_batch}, {memory_seconds:g} s, all threads"
+    middle = sorted(options.seconds)[len(options.seconds) // 2]
+    rows = [
+        {
+            "batch": batch,
+            **{
+                name: per_key[f"batch{batch}_{middle:g}s_1thread"]["latency_ms_p50"]
+                for name, per_key in latency.items()
+            },
+        }
+        for batch in sorted(options.batches)
+        if 1 in options.threads
+    ]
+    return metrics, rows
+
+
+def headline_lines(latency: dict[str, dict[str, dict]]) -> list[str]:
+    """One line per variant at batch 1, one thread, the shortest configuration the sweep holds."""
+    lines = []
+    headline = next((k for k in latency[REFERENCE] if k.startswith("batch1_") and k.endswith("_1thread")), None)
+    for name, per_key in latency.items():
+        if headline and headline in per_key:
+            lines.append(
+                f"{name:>20}: {per_key[headline]['latency_ms_p50']:9.2f} ms p50 ({headline}), "
+                f"{per_key[headline]['speedup_vs_fp32']:.2f}x fp32"
+            )
+
+    return lines

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from speechquant.errors import UserError
 from speechquant.params import Checked, limits
 
 
@@ -75,15 +76,6 @@ def paired_bootstrap(variant: Scored, reference: Scored, samples: int, seed: int
     }
 
 
-def describe_difference(versus: dict[str, Any]) -> str:
-    """A bootstrap result in words, e.g. "+0.46 % (-0.47 %, +1.40 %): no measurable change"."""
-    low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
-    interval = f"{versus['relative_difference']:+.2%} ({low:+.2%}, {high:+.2%})"
-    if not versus["measurable"]:
-        return f"{interval}: no measurable change"
-    return f"{interval}: {'worse' if versus['cer_difference'] > 0 else 'better'}"
-
-
 def examples(scored: Scored) -> dict[str, dict[str, Any]]:
     """The study's section 6.4 trio: lowest, closest-to-overall and highest per-utterance CER.
 
@@ -108,18 +100,28 @@ def examples(scored: Scored) -> dict[str, dict[str, Any]]:
     }
 
 
-def example_lines(scored: Scored) -> list[str]:
-    """The best, typical and worst examples as Markdown list items."""
-    lines = []
-    for kind, example in examples(scored).items():
-        lines += [
-            f"- **{kind}** `{example['id']}` (CER {example['cer']:.3f}, {example['edits']} edits)",
-            f"  - reference:  {example['reference']}",
-            f"  - hypothesis: {example['hypothesis']}",
-        ]
-    return lines
-
-
-def optional_number(value: float | None, digits: int = 4) -> str:
-    """A table cell: the number, or ``-`` where a split had nothing to score."""
-    return "-" if value is None else f"{value:.{digits}f}"
+def compare_variants(
+    metrics: dict[str, dict],
+    scored: dict[tuple[str, str], Scored],
+    variants: list[str],
+    splits: list[str],
+    options: CompareOptions,
+) -> tuple[dict[str, dict[str, dict]], list[dict[str, Any]]]:
+    """Each variant's scores per split with its paired-bootstrap CER difference to the reference,
+    and one bar per (variant, split) for the CER plot."""
+    if options.reference not in variants:
+        raise UserError(f"compare.reference {options.reference!r} is not one of quant.variants {variants}")
+    summary: dict[str, dict[str, dict]] = {}
+    bars = []
+    for variant in variants:
+        summary[variant] = {}
+        for split in splits:
+            split_metrics = metrics[variant][split]
+            entry = {key: split_metrics[key] for key in ("cer", "wer", "levenshtein_mean", "ctc_loss", "scored")}
+            if variant != options.reference and split_metrics["scored"]:
+                entry["vs_" + options.reference] = paired_bootstrap(
+                    scored[variant, split], scored[options.reference, split], options.bootstrap_samples, options.seed
+                )
+            summary[variant][split] = entry
+            bars.append({"model": f"{variant} ({split})", "variant": variant, "split": split, "cer": entry["cer"]})
+    return summary, bars

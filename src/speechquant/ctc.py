@@ -11,7 +11,7 @@ preset shares: only channel widths differ between presets.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -32,10 +32,17 @@ LAYERS = (
     ConvGeometry(1, 1, 0),
     ConvGeometry(1, 1, 0),
 )
+N_LAYERS = len(LAYERS)
+LAYER_NAMES = tuple(f"conv{i}" for i in range(N_LAYERS))  # the names every report and quant.exclude use
+
+
+def unclamped_output_length(length: Any, geometry: ConvGeometry) -> Any:
+    """A conv's output length for an int, an array or a tensor of input lengths; below 0 for too short an input."""
+    return (length + 2 * geometry.padding - geometry.kernel) // geometry.stride + 1
 
 
 def conv_output_length(length: int, geometry: ConvGeometry) -> int:
-    return max(0, (length + 2 * geometry.padding - geometry.kernel) // geometry.stride + 1)
+    return max(0, unclamped_output_length(length, geometry))
 
 
 def output_frames(input_frames: int) -> int:

@@ -32,11 +32,11 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from speechquant.ctc_loss import ctc_loss
-from speechquant.decode import Decoder
+from speechquant.decode import LMS, Decoder
 from speechquant.metrics import char_edits, error_rate, word_error_rate
-from speechquant.params import Checked, limits
+from speechquant.params import Checked, limits, matrix_item, require_listed, section
 from speechquant.runtime import open_model
-from speechquant.store import SPLITS, Store
+from speechquant.store import SPLITS, Store, pad_rows
 from speechquant.text import tokenize
 
 MIN_PADDED_FRAMES = 256
@@ -87,12 +87,7 @@ def model_outputs(
     batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
     def run(indices: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        rows = [np.asarray(store[int(i)], dtype=np.float32) for i in indices]
-        frames = max(MIN_PADDED_FRAMES, *(len(r) for r in rows))
-        features = np.zeros((len(rows), frames, rows[0].shape[1]), dtype=np.float32)
-        for row, values in enumerate(rows):
-            features[row, : len(values)] = values
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        features, lengths = pad_rows([np.asarray(store[int(i)], dtype=np.float32) for i in indices], MIN_PADDED_FRAMES)
         log_probs, output_lengths = model.run(None, {"features": features, "lengths": lengths})
         return [(int(i), log_probs[row, : int(output_lengths[row])]) for row, i in enumerate(indices)]
 
@@ -111,8 +106,10 @@ def evaluate_split(
 ) -> tuple[dict[str, Any], list[UtteranceResult]]:
     """Metrics of one split and the per-utterance results behind them."""
     model = open_model(model_path, threads=1)
+    model.check_features(store)
     batch_size = 1 if batch_dependent(model_path) else options.batch_size
-    outputs, model_seconds = model_outputs(model, store, batch_size, options.worker_count(), name and f"{name} model")
+    progress = name and f"{name} model"
+    outputs, model_seconds = model_outputs(model.session, store, batch_size, options.worker_count(), progress)
     started = time.perf_counter()
     hypotheses = [
         decoder(log_probs, len(log_probs))
@@ -174,3 +171,27 @@ def result_rows(results: list[UtteranceResult]) -> list[dict[str, Any]]:
         }
         for r in results
     ]
+
+
+def summary_line(name: str, split: str, m: dict[str, Any]) -> str:
+    return (
+        f"{name} {split}: CER {m['cer']} WER {m['wer']} Levenshtein {m['levenshtein_mean']} "
+        f"CTC loss {m['ctc_loss']} ({m['scored']}/{m['utterances']} scored; model {m['model_seconds']} s, "
+        f"decode {m['decoded_per_second']} utt/s)"
+    )
+
+
+LM_LEVELS = [lm for lm in LMS if lm != "none"]
+
+
+def what_to_evaluate(variant: str | None, lm: str | None, params: dict) -> tuple[str, str | None]:
+    """The variant and LM of the command line, or of the DVC stage being run; each checked against params."""
+    if variant is None:
+        if os.environ.get("DVC_STAGE", "").partition("@")[0].endswith("evaluate_lm"):
+            variant, _, lm = matrix_item(None, "evaluate_lm").rpartition("-")
+            require_listed(variant, section(params, "eval_lm")["variants"], "eval_lm.variants")
+            require_listed(lm, section(params, "eval_lm")["lms"], "eval_lm.lms")
+            require_listed(lm, LM_LEVELS, "the LMs the lm stage builds")
+        else:
+            variant = matrix_item(None, "evaluate")
+    return require_listed(variant, section(params, "quant")["variants"], "quant.variants"), lm

@@ -13,12 +13,15 @@ import dataclasses
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
-from speechquant.errors import UserError
+from speechquant.ctc import LAYER_NAMES, N_LAYERS
 from speechquant.fileio import atomic_path
-from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter
+from speechquant.model import Wav2Letter
+from speechquant.runtime import session
+from speechquant.store import Store, pad_rows
 
 OPSET = 17
 INPUTS = ("features", "lengths")
@@ -68,7 +71,7 @@ def export(model: Wav2Letter, path: Path, metadata: dict[str, str] | None = None
     """Write the ONNX model to ``path`` (atomically) and return it, checked.
 
     ``metadata`` goes to the model's ``metadata_props``: what a runtime must know to
-    feed the model as training did (see ``runtime.feature_dtype``).
+    feed the model as training did (``modelcard.ModelCard.metadata``).
     """
     folded = fold_batch_norm(model)
     example = (torch.zeros(2, 300, model.config.n_mels), torch.tensor([300, 200]))
@@ -92,13 +95,12 @@ def export(model: Wav2Letter, path: Path, metadata: dict[str, str] | None = None
     return proto
 
 
-def load_onnx(path: Path) -> onnx.ModelProto:
-    """An ONNX model from disk, or one clear error if it is missing or corrupt."""
-    if not Path(path).is_file():
-        raise UserError(f"model {path} not found: run the export stage first (dvc repro export)")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as error:
-        raise UserError(f"{path} is not a valid ONNX model ({type(error).__name__}: {str(error)[:200]})") from None
-    return model
+def parity(model: Wav2Letter, path: Path, store: Store, utterances: int) -> tuple[float, int]:
+    """Largest |log-prob| difference between the ONNX file and the PyTorch model on a padded batch
+    of the store's first utterances, and how many were compared."""
+    rows = [np.asarray(store[i], dtype=np.float32) for i in range(min(utterances, len(store)))]
+    features, lengths = pad_rows(rows)
+    onnx_log_probs = session(path).run(["log_probs"], {"features": features, "lengths": lengths})[0]
+    with torch.no_grad():
+        torch_log_probs = model(torch.from_numpy(features), torch.from_numpy(lengths))[0].numpy()
+    return float(np.abs(onnx_log_probs - torch_log_probs).max()), len(rows)

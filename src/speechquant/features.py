@@ -8,7 +8,6 @@ short for their transcript under CTC.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from speechquant import ctc
-from speechquant.audio import MelOptions, log_mel, log_of_power
+from speechquant.audio import FeatureOptions, log_of_power, mel_power
 from speechquant.errors import UserError
-from speechquant.params import Checked, limits
 from speechquant.skips import SkipLog
 from speechquant.store import Store, StoreWriter, Utterance
 from speechquant.text import tokenize
@@ -26,28 +24,6 @@ from speechquant.text import tokenize
 NON_FINITE = "non-finite features (NaN or Inf)"
 TOO_SHORT = "too short for its transcript under CTC"
 EMPTY = "no frames"
-DTYPES = ("float16", "float32")
-
-
-@dataclass(frozen=True)
-class FeatureOptions(Checked):
-    """The ``features`` params."""
-
-    n_mels: int = field(default=40, metadata=limits(1, 512))
-    window_ms: float = field(default=25.0, metadata=limits(above=0, high=1000))
-    hop_ms: float = field(default=10.0, metadata=limits(above=0, high=1000))
-    dtype: str = field(default="float16", metadata=limits(choices=DTYPES))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.window_ms < self.hop_ms:
-            raise ValueError(
-                f"hop_ms {self.hop_ms:g} is longer than window_ms {self.window_ms:g}: samples would be skipped"
-            )
-
-    @property
-    def mel(self) -> MelOptions:
-        return MelOptions(n_mels=self.n_mels, window_ms=self.window_ms, hop_ms=self.hop_ms)
 
 
 def _log_mel_rows(corpus: Store, options: FeatureOptions) -> Iterator[tuple[Utterance, np.ndarray, bool]]:
@@ -57,11 +33,17 @@ def _log_mel_rows(corpus: Store, options: FeatureOptions) -> Iterator[tuple[Utte
         raise UserError(
             f"{corpus.path} holds {corpus.meta['row_shape'][0]}-band mel power; set features.n_mels to match"
         )
+    framing = (corpus.meta.get("window_ms", options.window_ms), corpus.meta.get("hop_ms", options.hop_ms))
+    if kind == "mel_power" and framing != (options.window_ms, options.hop_ms):
+        raise UserError(
+            f"{corpus.path} holds mel power framed at {framing[0]:g} ms windows every {framing[1]:g} ms; "
+            "set features.window_ms and features.hop_ms to match"
+        )
     if kind not in ("audio", "mel_power"):
         raise UserError(f"{corpus.path} holds {kind!r} rows; expected audio or mel_power")
     for utterance, rows in corpus:
         if kind == "audio":
-            yield utterance, log_mel(rows.astype(np.float32) / 32768.0, options.mel), True
+            yield utterance, log_of_power(mel_power(rows.astype(np.float32) / 32768.0, options)), True
         else:
             power = np.asarray(rows, dtype=np.float32)
             finite = bool(np.isfinite(power).all() and (power >= 0).all())

@@ -12,17 +12,19 @@ outputs do not depend on batch size or on the other utterances in the batch.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from speechquant.ctc import LAYERS, ConvGeometry
+from speechquant.ctc import LAYER_NAMES, LAYERS, N_LAYERS, ConvGeometry, unclamped_output_length
+from speechquant.errors import UserError
+from speechquant.fileio import atomic_path
 from speechquant.params import Checked, limits
 from speechquant.text import NUM_CLASSES
 
-N_LAYERS = len(LAYERS)
 NORMALIZATIONS = ("utterance", "global")
-LAYER_NAMES = tuple(f"conv{i}" for i in range(N_LAYERS))
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class ModelOptions(Checked):
 
 
 def _layer_lengths(lengths: torch.Tensor, geometry: ConvGeometry) -> torch.Tensor:
-    return torch.clamp((lengths + 2 * geometry.padding - geometry.kernel) // geometry.stride + 1, min=0)
+    return torch.clamp(unclamped_output_length(lengths, geometry), min=0)
 
 
 def output_lengths(input_lengths: torch.Tensor) -> torch.Tensor:
@@ -152,3 +154,39 @@ class Wav2Letter(nn.Module):
 
 def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
+
+
+# Checkpoints on disk: read without unpickling code (``weights_only``), written atomically.
+
+
+def save_checkpoint(path: Path, data: dict[str, Any]) -> None:
+    """Written atomically: a killed run leaves the previous checkpoint whole."""
+    with atomic_path(path) as temporary:
+        torch.save(data, temporary)
+
+
+def load_checkpoint(path: Path, expected: ModelConfig | None = None) -> dict[str, Any]:
+    """A checkpoint dict, loaded without pickle; checks it fits ``expected`` if given."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"checkpoint {path} not found") from None
+    except Exception as error:
+        raise UserError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    if expected is not None and checkpoint.get("config") != expected.as_dict():
+        raise UserError(
+            f"checkpoint {path} was trained with model {checkpoint.get('config')}, "
+            f"but the params ask for {expected.as_dict()}"
+        )
+    return checkpoint
+
+
+def load_model(path: Path) -> Wav2Letter:
+    """The model a checkpoint holds, in eval mode."""
+    return model_of(load_checkpoint(path))
+
+
+def model_of(checkpoint: dict[str, Any]) -> Wav2Letter:
+    model = Wav2Letter(ModelConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()

@@ -15,19 +15,19 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from speechquant.batching import UtteranceSet
-from speechquant.ctc import LAYERS
+from speechquant.calibration import seeded_subset
+from speechquant.ctc import LAYER_NAMES, LAYERS, N_LAYERS
 from speechquant.export import DYNAMIC_AXES, INPUTS, OPSET, OUTPUTS, fold_batch_norm
 from speechquant.fileio import atomic_path
-from speechquant.model import LAYER_NAMES, N_LAYERS, Wav2Letter, _layer_lengths
+from speechquant.model import Wav2Letter, _layer_lengths
 from speechquant.params import Checked, limits
+from speechquant.runtime import session
 from speechquant.train import TrainOptions, ctc_loss_sum, evaluate
 
 
@@ -105,11 +105,10 @@ class FakeQuantWav2Letter(nn.Module):
 
 def calibrate(model: FakeQuantWav2Letter, data: UtteranceSet, utterances: int, seed: int) -> None:
     """Initial ranges: min/max over calibration utterances, one at a time (no padding)."""
-    chosen = np.random.default_rng(seed).choice(len(data), size=min(utterances, len(data)), replace=False)
     model.eval()
     with torch.no_grad():
-        for position in sorted(chosen):
-            batch = data.collate([int(position)])
+        for position in seeded_subset(len(data), utterances, seed):
+            batch = data.collate([position])
             model(batch.features, batch.lengths)
     for observer in [*model.inputs, *model.outputs]:
         observer.calibrated.fill_(True)
@@ -183,9 +182,5 @@ def export_qat(model: FakeQuantWav2Letter, path: Path) -> None:
             node.name = name
         onnx.checker.check_model(proto)
         onnx.save(proto, traced)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(temporary)
-        options.log_severity_level = 3
-        ort.InferenceSession(str(traced), options, providers=["CPUExecutionProvider"])
+        session(traced, optimized_path=temporary, basic_optimizations=True)
         onnx.checker.check_model(onnx.load(str(temporary)))

@@ -6,26 +6,31 @@ lives apart from ``quantize.py`` (whose QAT recipe needs torch).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 import onnxruntime as ort
 
-from speechquant.audio import MelOptions
 from speechquant.errors import UserError
-from speechquant.text import NUM_CLASSES
-
-N_MELS = MelOptions().n_mels  # the features every model reads
-# Metadata key of the dtype the training features were stored in; a model without it
-# (exported by an older version) was trained on the features stage's default, float16.
-FEATURE_DTYPE = "feature_dtype"
-DEFAULT_FEATURE_DTYPE = "float16"
+from speechquant.modelcard import ModelCard
+from speechquant.store import Store
 
 
-def session(path: Path, optimized_path: Path | None = None, threads: int = 1) -> ort.InferenceSession:
-    """A CPU session; ``optimized_path`` receives the graph ONNX Runtime will actually run."""
+def session(
+    path: Path, optimized_path: Path | None = None, threads: int = 1, basic_optimizations: bool = False
+) -> ort.InferenceSession:
+    """The one way a CPU session is made; ``optimized_path`` receives the graph ONNX Runtime will run.
+
+    ``basic_optimizations`` keeps the graph to what every execution provider reads (no
+    fused CPU kernels), for a file that is saved rather than run.
+    """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if basic_optimizations:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
     try:
@@ -34,23 +39,52 @@ def session(path: Path, optimized_path: Path | None = None, threads: int = 1) ->
         raise UserError(f"ONNX Runtime cannot load {path}: {str(error)[:300]}") from None
 
 
-def open_model(path: Path, threads: int = 1) -> ort.InferenceSession:
-    """A session for a speech model, refused unless it reads (batch, frames, 40) and writes 35 classes."""
+@dataclass
+class Model:
+    """A speech model ready to run, with the card that says how to feed it and read it."""
+
+    session: ort.InferenceSession
+    card: ModelCard
+    path: Path
+
+    def check_features(self, store: Store) -> None:
+        """Refuse a feature store computed otherwise than the model's training features."""
+        features, meta = self.card.features, store.meta
+        given = (meta.get("n_mels"), meta.get("hop_ms"), meta.get("window_ms"))
+        if given != (features.n_mels, features.hop_ms, features.window_ms):
+            raise UserError(
+                f"{self.path} reads {features.n_mels} mel bands every {features.hop_ms:g} ms "
+                f"({features.window_ms:g} ms windows), but {store.path} holds {given[0]} bands every {given[1]} ms "
+                f"({given[2]} ms windows): evaluate with the features it was trained on"
+            )
+
+
+def open_model(path: Path, threads: int = 1) -> Model:
+    """A speech model and its card; refused unless its inputs and outputs are the card's."""
     model = session(path, threads=threads)
+    card = ModelCard.from_metadata(model.get_modelmeta().custom_metadata_map, str(path))
+    n_mels, classes = card.features.n_mels, card.num_classes
     inputs = {i.name: i.shape for i in model.get_inputs()}
-    if set(inputs) != {"features", "lengths"} or len(inputs["features"]) != 3 or inputs["features"][2] != N_MELS:
-        raise UserError(f"{path}: expected inputs features (batch, frames, {N_MELS}) and lengths, got {inputs}")
+    if set(inputs) != {"features", "lengths"} or len(inputs["features"]) != 3 or inputs["features"][2] != n_mels:
+        raise UserError(f"{path}: expected inputs features (batch, frames, {n_mels}) and lengths, got {inputs}")
     outputs = model.get_outputs()
-    classes = outputs[0].shape[-1] if outputs and outputs[0].shape else None
-    if len(outputs) < 2 or len(outputs[0].shape) != 3 or classes != NUM_CLASSES:
+    got_classes = outputs[0].shape[-1] if outputs and outputs[0].shape else None
+    if len(outputs) < 2 or len(outputs[0].shape) != 3 or got_classes != classes:
         got = [(o.name, o.shape) for o in outputs]
         raise UserError(
-            f"{path} outputs {classes} classes per frame; the vocabulary has {NUM_CLASSES} "
-            f"(expected log_probs (batch, frames, {NUM_CLASSES}) and output_lengths, got {got})"
+            f"{path} outputs {got_classes} classes per frame; the vocabulary has {classes} "
+            f"(expected log_probs (batch, frames, {classes}) and output_lengths, got {got})"
         )
+    return Model(model, card, Path(path))
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """An ONNX model from disk, or one clear error if it is missing or corrupt."""
+    if not Path(path).is_file():
+        raise UserError(f"model {path} not found: run the export stage first (dvc repro export)")
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as error:
+        raise UserError(f"{path} is not a valid ONNX model ({type(error).__name__}: {str(error)[:200]})") from None
     return model
-
-
-def feature_dtype(model: ort.InferenceSession) -> str:
-    """The dtype the model's training features had: runtime features are rounded to it."""
-    return model.get_modelmeta().custom_metadata_map.get(FEATURE_DTYPE, DEFAULT_FEATURE_DTYPE)

@@ -183,3 +183,12 @@ class Store:
 def _read_manifest(path: Path) -> list[Utterance]:
     with open(path, encoding="utf-8") as lines:
         return [Utterance(**json.loads(line)) for line in lines]
+
+
+def pad_rows(rows: list[np.ndarray], min_frames: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Utterances of different lengths as one zero-padded float32 batch (batch, frames, bins) and their lengths."""
+    frames = max(min_frames, *(len(row) for row in rows))
+    padded = np.zeros((len(rows), frames, rows[0].shape[1]), dtype=np.float32)
+    for index, row in enumerate(rows):
+        padded[index, : len(row)] = row
+    return padded, np.array([len(row) for row in rows], dtype=np.int64)

@@ -36,11 +36,10 @@ from torch import nn
 from tqdm import tqdm
 
 from speechquant.batching import Batch, SpecAugmentOptions, UtteranceSet
-from speechquant.checkpoint import save
 from speechquant.ctc import greedy
 from speechquant.errors import UserError
 from speechquant.metrics import error_rate
-from speechquant.model import ModelConfig, Wav2Letter
+from speechquant.model import ModelConfig, Wav2Letter, parameter_count, save_checkpoint
 from speechquant.params import Checked, limits
 from speechquant.store import Store
 from speechquant.text import BLANK_ID
@@ -387,7 +386,7 @@ def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Pa
             trainer.best = {"dev_cer": result.dev_cer, "epoch": result.epoch}
             trainer.best_state = {k: v.detach().clone().cpu() for k, v in trainer.model.state_dict().items()}
         if trainer.distributed.main:
-            save(state_path, {**trainer.state(), "fingerprint": key})
+            save_checkpoint(state_path, {**trainer.state(), "fingerprint": key})
             print(
                 f"epoch {result.epoch}: train loss {result.train_loss:.3f}, dev loss {result.dev_loss:.3f}, "
                 f"dev CER {result.dev_cer:.4f}, lr {result.learning_rate:.2e}, "
@@ -398,10 +397,34 @@ def _train(trainer: Trainer, train_store: Store, dev_store: Store, state_dir: Pa
     return trainer
 
 
-def save_model(trainer: Trainer, path: Path) -> None:
-    """The best epoch's weights with the config that rebuilds them."""
-    save(path, {"config": trainer.config.as_dict(), "state_dict": trainer.best_state, **trainer.best})
+def save_model(trainer: Trainer, path: Path, card: dict[str, Any]) -> None:
+    """The best epoch's weights with the config that rebuilds them and the card that says how to feed them."""
+    save_checkpoint(
+        path, {"config": trainer.config.as_dict(), "state_dict": trainer.best_state, "card": card, **trainer.best}
+    )
 
 
 def discard_state(state_dir: Path) -> None:
     shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def training_metrics(trainer: Trainer, preset: str, wall_seconds: float) -> dict[str, Any]:
+    """``metrics/train.json``: what was trained, how it ended, and how fast."""
+    history = trainer.history
+    return {
+        "preset": preset,
+        "parameters": parameter_count(trainer.model),
+        "epochs": len(history),
+        "best_epoch": trainer.best["epoch"],
+        "best_dev_cer": round(trainer.best["dev_cer"], 5),
+        "final_dev_loss": round(history[-1]["dev_loss"], 5),
+        "skipped_batches": sum(entry["skipped_batches"] for entry in history),
+        "wall_seconds": round(wall_seconds, 1),
+        "train_audio_seconds_per_second": round(
+            sum(e["audio_seconds"] for e in history) / sum(e["train_seconds"] for e in history), 1
+        ),
+        "device": trainer.device.type,
+        "precision": trainer.options.precision,
+        "processes": trainer.distributed.world,
+        "threads": torch.get_num_threads(),
+    }

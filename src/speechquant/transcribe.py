@@ -23,17 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import soundfile
 import soxr
 
-from speechquant.audio import SAMPLE_RATE, MelOptions, log_mel
+from speechquant.audio import SAMPLE_RATE, FeatureOptions, log_mel
 from speechquant.ctc import LAYERS, conv_output_length, output_frames
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
-from speechquant.runtime import feature_dtype
+from speechquant.runtime import Model
 
-HOP = MelOptions().hop_length  # samples per feature frame
 STRIDE = LAYERS[0].stride  # feature frames per output frame
 READ_BLOCK_SECONDS = 10.0
 
@@ -71,16 +69,21 @@ class ChunkOptions:
     def __post_init__(self) -> None:
         if not 1.0 <= self.chunk_seconds <= MAX_CHUNK_SECONDS:  # also refuses nan and inf
             raise ValueError(f"--chunk-seconds must be between 1 and {MAX_CHUNK_SECONDS:.0f}, got {self.chunk_seconds}")
-        least = receptive_frames() * HOP / SAMPLE_RATE
-        if not least <= self.context_seconds <= MAX_CHUNK_SECONDS:
-            raise ValueError(
+        if not 0 <= self.context_seconds <= MAX_CHUNK_SECONDS:
+            raise ValueError(f"--context-seconds must be between 0 and {MAX_CHUNK_SECONDS:.0f}")
+
+    def check_reach(self, features: FeatureOptions) -> None:
+        """Refuse a context shorter than the model's reach, which depends on its hop."""
+        least = receptive_frames() * features.hop_length / SAMPLE_RATE
+        if self.context_seconds < least:
+            raise UserError(
                 f"--context-seconds must be at least {least:.2f} (the model's reach on either side) "
                 f"and at most {MAX_CHUNK_SECONDS:.0f}, got {self.context_seconds}"
             )
 
-    def frames(self, seconds: float) -> int:
-        """Whole output frames' worth of feature frames, so chunk edges fall on output frames."""
-        return max(STRIDE, int(seconds * SAMPLE_RATE / HOP) // STRIDE * STRIDE)
+    def frames(self, seconds: float, hop: int) -> int:
+        """Whole output frames' worth of feature frames of ``hop`` samples, so chunk edges fall on output frames."""
+        return max(STRIDE, int(seconds * SAMPLE_RATE / hop) // STRIDE * STRIDE)
 
 
 @dataclass
@@ -137,26 +140,27 @@ class Chunk:
 
 
 def chunks_of(
-    path: Path, options: ChunkOptions, dtype: str = "float32", repairs: Repairs | None = None
+    path: Path, options: ChunkOptions, features: FeatureOptions, repairs: Repairs | None = None
 ) -> Iterator[Chunk]:
-    """The file's chunks in order, features rounded to ``dtype``; memory holds one chunk plus a read block."""
-    core, context = options.frames(options.chunk_seconds), options.frames(options.context_seconds)
+    """The file's chunks in order, as the model's features; memory holds one chunk plus a read block."""
+    hop = features.hop_length
+    core, context = options.frames(options.chunk_seconds, hop), options.frames(options.context_seconds, hop)
     buffer, buffer_start, keep_from, total = np.zeros(0, dtype=np.float32), 0, 0, 0
 
     def chunk(last: bool) -> Chunk:
         first = max(0, keep_from - context)
-        audio = buffer[first * HOP - buffer_start :]
+        audio = buffer[first * hop - buffer_start :]
         if not last:
-            audio = audio[: (keep_from + core + context - first) * HOP]
-        return Chunk(log_mel(audio, dtype=dtype), first, keep_from, None if last else keep_from + core)
+            audio = audio[: (keep_from + core + context - first) * hop]
+        return Chunk(log_mel(audio, features), first, keep_from, None if last else keep_from + core)
 
     for block in resampled_blocks(path, repairs):
         buffer = np.concatenate([buffer, block])
         total += len(block)
-        while buffer_start + len(buffer) >= (keep_from + core + context) * HOP:
+        while buffer_start + len(buffer) >= (keep_from + core + context) * hop:
             yield chunk(last=False)
             keep_from += core
-            drop = max(0, (keep_from - context) * HOP - buffer_start)
+            drop = max(0, (keep_from - context) * hop - buffer_start)
             buffer, buffer_start = buffer[drop:], buffer_start + drop
     if total == 0:
         raise UserError(f"{path}: no audio")
@@ -195,11 +199,12 @@ def filler(features: np.ndarray, count: int, mean: np.ndarray, variance: np.ndar
 class Transcriber:
     """Runs one model and one decoder over files, a chunk at a time."""
 
-    def __init__(self, session: ort.InferenceSession, decoder: Decoder, chunks: ChunkOptions = ChunkOptions()):
-        self.session = session
+    def __init__(self, model: Model, decoder: Decoder, chunks: ChunkOptions = ChunkOptions()):
+        chunks.check_reach(model.card.features)
+        self.session = model.session
+        self.features = model.card.features  # what training fed the model
         self.decoder = decoder
         self.chunks = chunks
-        self.feature_dtype = feature_dtype(session)  # what training fed the model
 
     def log_probs(self, features: np.ndarray) -> np.ndarray:
         rows = features.astype(np.float32)[None]
@@ -209,7 +214,7 @@ class Transcriber:
     def file_log_probs(self, path: Path, repairs: Repairs | None = None) -> Iterator[np.ndarray]:
         """The file's log-probs in order, a chunk at a time, computed in two passes over the file."""
         rows, total, squares = 0, 0.0, 0.0
-        for chunk in chunks_of(path, self.chunks, self.feature_dtype, repairs):  # pass 1: the file's statistics
+        for chunk in chunks_of(path, self.chunks, self.features, repairs):  # pass 1: the file's statistics
             kept = kept_rows(chunk).astype(np.float64)
             rows, total, squares = rows + len(kept), total + kept.sum(axis=0), squares + (kept**2).sum(axis=0)
         if rows < MIN_INPUT_FRAMES:
@@ -218,7 +223,7 @@ class Transcriber:
             )
         mean = total / rows
         variance = np.maximum(squares / rows - mean**2, 0.0)
-        for chunk in chunks_of(path, self.chunks, self.feature_dtype):  # pass 2: the model
+        for chunk in chunks_of(path, self.chunks, self.features):  # pass 2: the model
             if chunk.first == 0 and chunk.keep_to is None:  # the whole file is one chunk
                 yield self.log_probs(chunk.features)
                 continue

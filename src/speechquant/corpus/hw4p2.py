@@ -29,7 +29,7 @@ from speechquant.fileio import remove_stale_scratch
 from speechquant.skips import SkipLog
 from speechquant.store import SPLITS, StoreWriter, Utterance
 
-N_MELS = 40
+MEL_BANDS = 40  # what the competition ships: 40-band mel power per 10 ms frame
 DOWNLOAD_MARK = ".speechquant-download"  # written into a folder this project downloaded
 FEATURE_FILES = {split: f"{split}.npy" for split in SPLITS}
 TRANSCRIPT_FILES = {"train": "train_transcripts.npy", "dev": "dev_transcripts.npy"}
@@ -188,9 +188,11 @@ def _load_object_array(path: Path) -> np.ndarray:
 
 
 def _features(element: Any, path: Path, index: int) -> np.ndarray:
-    if not (isinstance(element, np.ndarray) and element.ndim == 2 and element.shape[1] == N_MELS):
+    if not (isinstance(element, np.ndarray) and element.ndim == 2 and element.shape[1] == MEL_BANDS):
         shape = getattr(element, "shape", None)
-        raise UserError(f"{path}: element {index} is {type(element).__name__} of shape {shape}, expected (T, {N_MELS})")
+        raise UserError(
+            f"{path}: element {index} is {type(element).__name__} of shape {shape}, expected (T, {MEL_BANDS})"
+        )
     if element.dtype.kind not in "fiu":
         raise UserError(f"{path}: element {index} has dtype {element.dtype}, expected floats")
     return element.astype(np.float32, copy=False)
@@ -231,8 +233,8 @@ def convert_split(directory: Path, split: str, output: Path) -> dict[str, Any]:
             )
     skips = SkipLog()
     dropped = 0
-    meta = {"kind": "mel_power", "source": "hw4p2"}
-    with StoreWriter(output, np.float32, (N_MELS,), meta) as writer:
+    meta = {"kind": "mel_power", "source": "hw4p2", "window_ms": 25.0, "hop_ms": 10.0}
+    with StoreWriter(output, np.float32, (MEL_BANDS,), meta) as writer:
         for index in tqdm(range(len(features)), desc=f"hw4p2 {split}", unit="utt", leave=False):
             utterance_id = f"hw4p2-{split}-{index:06d}"
             rows = _features(features[index], feature_path, index)

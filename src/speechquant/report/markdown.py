@@ -14,14 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechquant.compare import (
-    CompareOptions,
-    Scored,
-    describe_difference,
-    example_lines,
-    optional_number,
-    paired_bootstrap,
-)
+from speechquant.compare import CompareOptions, Scored, examples, paired_bootstrap
 
 PYTORCH = "pytorch_fp32"  # the benchmark's PyTorch eager row
 
@@ -341,3 +334,57 @@ def sensitivity_section(results: Results) -> list[str]:
             cells = [_versus(results, variant, split) for split in ("dev", "test") if split in results.splits]
             lines.append(f"| {variant} | {layers} | {' | '.join(cells)} |")
     return [*lines, "", "![Layer sensitivity](reports/sensitivity.png)", ""]
+
+
+def describe_difference(versus: dict[str, Any]) -> str:
+    """A bootstrap result in words, e.g. "+0.46 % (-0.47 %, +1.40 %): no measurable change"."""
+    low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
+    interval = f"{versus['relative_difference']:+.2%} ({low:+.2%}, {high:+.2%})"
+    if not versus["measurable"]:
+        return f"{interval}: no measurable change"
+    return f"{interval}: {'worse' if versus['cer_difference'] > 0 else 'better'}"
+
+
+def example_lines(scored: Scored) -> list[str]:
+    """The best, typical and worst examples as Markdown list items."""
+    lines = []
+    for kind, example in examples(scored).items():
+        lines += [
+            f"- **{kind}** `{example['id']}` (CER {example['cer']:.3f}, {example['edits']} edits)",
+            f"  - reference:  {example['reference']}",
+            f"  - hypothesis: {example['hypothesis']}",
+        ]
+    return lines
+
+
+def optional_number(value: float | None, digits: int = 4) -> str:
+    """A table cell: the number, or ``-`` where a split had nothing to score."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def evaluation_markdown(
+    summary: dict, scored: dict[tuple[str, str], Scored], variants: list[str], splits: list[str], reference: str
+) -> str:
+    """``reports/evaluation.md``: the scores per split, and the study's three examples per variant."""
+    lines = ["# Evaluation", ""]
+    for split in splits:
+        lines += [
+            f"## {split}",
+            "",
+            f"| variant | CER | WER | avg Levenshtein | CTC loss | CER vs {reference}, relative (95% CI) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant in variants:
+            entry = summary[variant][split]
+            versus = entry.get("vs_" + reference)
+            difference = describe_difference(versus) if versus else "-"
+            cells = [optional_number(entry[key]) for key in ("cer", "wer")]
+            cells += [optional_number(entry[key], 2) for key in ("levenshtein_mean", "ctc_loss")]
+            lines.append(f"| {variant} | {' | '.join(cells)} | {difference} |")
+        lines.append("")
+    lines += [f"## Examples ({splits[0]}, as the study's section 6.4)", ""]
+    for variant in variants:
+        if not scored[variant, splits[0]].ids:
+            continue
+        lines += [f"### {variant}", "", *example_lines(scored[variant, splits[0]]), ""]
+    return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Peak memory of `speechquant transcribe` on long files of hostile content, per decoder.
 
-    python -m speechquant.transcribe_memory [--model models/quantized/static_int8.onnx] [--hours 1]
+    python tools/transcribe_memory.py [--model models/quantized/static_int8.onnx] [--hours 1]
 
 Writes one file per content (white noise, digital silence, a constant DC offset, a pure
 tone at Nyquist, near-silence with one loud burst, dev speech looped) of ``--hours`` of

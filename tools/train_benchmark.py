@@ -1,6 +1,6 @@
 """Training throughput of each preset and precision, measured side by side.
 
-    python -m speechquant.train_benchmark [--features data/features/train] [--rounds 3]
+    python tools/train_benchmark.py [--features data/features/train] [--rounds 3]
 
 Runs real training steps (forward, CTC loss, backward, AdamW) on real length-bucketed
 batches. Configurations are interleaved round by round after a warm-up, so that a noisy
@@ -31,7 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     data = UtteranceSet(Store(args.features))
     batches = [data.collate(p) for p in data.batches(args.batch_frames, seed=0, epoch=0, shuffle=True)[: args.batches]]
-    audio_seconds = sum(float(b.lengths.sum()) for b in batches) / 100
+    audio_seconds = sum(float(b.lengths.sum()) for b in batches) * data.store.meta["hop_ms"] / 1000
     runs = {}
     for preset in ("default", "paper"):
         for precision in ("fp32", "bf16"):

@@ -4,7 +4,7 @@ DVC's default page loads Vega, Vega-Lite and Vega-Embed from a CDN. This templat
 the bundle that ``vl-convert-python`` ships (it defines ``window.vegaEmbed``, which DVC's
 plot snippets call) and drops DVC's CDN ``<script>`` tags by leaving out ``{scripts}``.
 `.dvc/config` points ``plots.html_template`` at it. Regenerate after upgrading
-vl-convert-python: ``python -m speechquant.offline_plots``.
+vl-convert-python: ``python tools/offline_plots.py``.
 """
 
 from __future__ import annotations

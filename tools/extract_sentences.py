@@ -6,7 +6,7 @@ those files, so users never need apt. To rebuild them::
 
     apt-get download wordnet-base sword-text-web
     for f in *.deb; do dpkg-deb -x "$f" root; done
-    python -m speechquant.corpus.sentences.extract root
+    python tools/extract_sentences.py root
 
 Sentences are cleaned to what espeak-ng says and a transcript can hold: lower-case
 letters, apostrophes and single spaces. Any sentence with digits or other symbols is
@@ -24,7 +24,9 @@ from pathlib import Path
 
 from speechquant.text import normalize
 
-HERE = Path(__file__).parent
+HERE = (
+    Path(__file__).resolve().parents[1] / "src" / "speechquant" / "corpus" / "sentences"
+)  # where the pipeline reads them
 MAX_WORDS = 25
 MIN_WORDS = 3
 _SPOKEN = re.compile(r"^[a-z']+( [a-z']+)*$")

@@ -1,6 +1,6 @@
 """Real-time factor of `speechquant transcribe`, per variant and decoder, side by side.
 
-    python -m speechquant.transcribe_benchmark [--preset paper] [--seconds 60] [--rounds 3]
+    python tools/transcribe_benchmark.py [--preset paper] [--seconds 60] [--rounds 3]
 
 Builds the preset's model (the weights do not change the time; the trained default model
 can be given with --model instead), exports it, quantizes it to static int8 with

@@ -1,0 +1,64 @@
+"""The variants a model is made into, and the one rule for which layers each keeps in float.
+
+- ``fp32``: the export as it is; ``fp16``: fp16 weights and compute, float32 inputs/outputs.
+- ``dynamic_int8``: the study's int8 — ONNX Runtime dynamic quantization of every conv
+  with uint8 weights (ConvInteger); ``dynamic_int8_s8``: the same with ORT's default
+  int8 weights; ``dynamic_semi_int8``: the study's semi-int8, conv0 kept in float.
+- ``static_int8``: static QDQ, per-channel int8 weights and uint8 activations, ranges
+  calibrated on training utterances, one utterance at a time (no padding enters a
+  range); ``static_semi_int8``: the same with conv0 in float.
+- ``qat_int8``: quantization-aware fine-tuning of the trained checkpoint with fake
+  quantization matching the static scheme, exported as QDQ (``qat.py``).
+- ``auto_int8``: static_int8 with the layers the sensitivity search chose kept in float.
+
+Every int8 variant also keeps the layers in ``quant.exclude`` in float.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from onnxruntime.quantization import QuantType
+
+from speechquant.ctc import LAYER_NAMES
+from speechquant.errors import UserError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a variant is made: ``kind`` is float, fp16, dynamic or static."""
+
+    kind: str
+    weight_type: QuantType | None = None
+    keep_float: tuple[str, ...] = ()
+
+
+VARIANTS = {
+    "fp32": Recipe("float"),
+    "fp16": Recipe("fp16"),
+    "dynamic_int8": Recipe("dynamic", QuantType.QUInt8),
+    "dynamic_int8_s8": Recipe("dynamic", QuantType.QInt8),
+    "dynamic_semi_int8": Recipe("dynamic", QuantType.QUInt8, ("conv0",)),
+    "static_int8": Recipe("static", QuantType.QInt8),
+    "static_semi_int8": Recipe("static", QuantType.QInt8, ("conv0",)),
+    "qat_int8": Recipe("qat", QuantType.QInt8),
+    # static_int8 with the layers the sensitivity stage chose to keep in float (issue: auto choice).
+    "auto_int8": Recipe("static", QuantType.QInt8),
+}
+
+
+def recipe_for(variant: str) -> Recipe:
+    if variant not in VARIANTS:
+        raise UserError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    return VARIANTS[variant]
+
+
+def float_layers(variant: str, exclude: Iterable[str] = (), chosen: Iterable[str] = ()) -> list[str]:
+    """The layers ``variant`` keeps in float, in network order: the recipe's own, ``quant.exclude``,
+    and for ``auto_int8`` the sensitivity search's ``chosen`` ones; every layer for the float variants."""
+    recipe = recipe_for(variant)
+    if recipe.kind in ("float", "fp16"):
+        return list(LAYER_NAMES)
+    extra = set(chosen) if variant == "auto_int8" else set()
+    return sorted(set(recipe.keep_float) | set(exclude) | extra, key=LAYER_NAMES.index)

@@ -1,0 +1,88 @@
+"""What a made variant actually runs, checked against what its name promises, and its numbers."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from speechquant.ctc import LAYER_NAMES
+from speechquant.errors import UserError
+from speechquant.fileio import size_mb
+from speechquant.runtime import session
+from speechquant.variants import recipe_for
+
+INT8_KERNELS = ("QLinearConv", "ConvInteger")
+FLOAT_BEHIND_DEQUANTIZE = "Conv behind DequantizeLinear"
+
+
+def conv_kernels(path: Path) -> dict[str, str]:
+    """The kernel each layer runs after ONNX Runtime's optimizations, by layer name.
+
+    Read from the optimized graph, not the file on disk: a QDQ model whose quantization
+    ORT could not fuse runs a float ``Conv`` behind ``DequantizeLinear``, not int8.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        optimized = Path(scratch) / "optimized.onnx"
+        session(path, optimized)
+        graph = onnx.load(str(optimized)).graph
+    producers = {output: node for node in graph.node for output in node.output}
+    kernels = {}
+    for node in graph.node:
+        if "Conv" not in node.op_type:
+            continue
+        layer = node.name.split("_")[0]
+        if node.op_type in INT8_KERNELS:
+            kernels[layer] = node.op_type
+        elif node.input[1] in producers and producers[node.input[1]].op_type == "DequantizeLinear":
+            kernels[layer] = FLOAT_BEHIND_DEQUANTIZE
+        else:
+            kernels[layer] = "Conv"
+    return {layer: kernels[layer] for layer in LAYER_NAMES if layer in kernels}
+
+
+def check_kernels(variant: str, kernels: dict[str, str], keep_float: list[str]) -> None:
+    """Fail when an int8 variant does not run exactly its quantized layers with int8 kernels."""
+    if sorted(kernels) != sorted(LAYER_NAMES):
+        raise UserError(f"{variant}: optimized graph has conv layers {sorted(kernels)}, expected all of conv0..conv10")
+    if recipe_for(variant).kind not in ("dynamic", "static", "qat"):
+        return
+    int8 = [layer for layer, kernel in kernels.items() if kernel in INT8_KERNELS]
+    if not int8:
+        raise UserError(f"{variant} is named int8 but runs every conv in float: {kernels}")
+    floating = [layer for layer in LAYER_NAMES if kernels[layer] not in INT8_KERNELS]
+    if floating != keep_float:
+        raise UserError(f"{variant}: layers {floating} run in float, but only {keep_float} should: {kernels}")
+
+
+def max_logprob_difference(reference: Path, variant: Path, inputs: list[dict[str, np.ndarray]]) -> float:
+    """Largest absolute log-probability difference between two models over the given inputs."""
+    first, second = session(reference), session(variant)
+    return max(
+        float(np.abs(first.run(["log_probs"], feed)[0] - second.run(["log_probs"], feed)[0]).max()) for feed in inputs
+    )
+
+
+def report(
+    variant: str, path: Path, reference: Path, keep_float: list[str], check_inputs: list[dict]
+) -> dict[str, Any]:
+    """The guards and numbers of ``metrics/quantize/<variant>.json``."""
+    kernels = conv_kernels(path)
+    check_kernels(variant, kernels, keep_float)
+    recipe = recipe_for(variant)
+    return {
+        "variant": variant,
+        "size_mb": round(size_mb(path), 3),
+        "size_vs_fp32": round(size_mb(path) / size_mb(reference), 4),
+        "smaller_than_fp32": round(size_mb(reference) / size_mb(path), 3),
+        "weight_type": recipe.weight_type.name if recipe.weight_type is not None else recipe.kind,
+        "conv_kernels": dict(Counter(kernels.values())),
+        "float_layers": [layer for layer in LAYER_NAMES if kernels[layer] not in INT8_KERNELS],
+        "max_abs_logprob_diff_vs_fp32": round(max_logprob_difference(reference, path, check_inputs), 6),
+        "check_utterances": len(check_inputs),
+        "session_loads": True,
+    }
