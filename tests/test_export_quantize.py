@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import onnx
 import pytest
@@ -9,7 +12,7 @@ from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.modelcard import ModelCard
 from speechquant.params import build
-from speechquant.qat import QatOptions
+from speechquant.qat import QatOptions, make_qat_variant
 from speechquant.quantize import QuantOptions, quantize
 from speechquant.runtime import load_onnx, open_model, session
 from speechquant.store import Store
@@ -122,12 +125,11 @@ def test_qat_fine_tunes_and_exports_int8_kernels(trained_like_model, features, e
     options = QuantOptions(calibration=CalibrationOptions(utterances=2))
     output = tmp_path / "qat_int8.onnx"
     qat = QatOptions(steps=2, batch_frames=600)
-    keep_float, measured = quantize(
-        "qat_int8", exported, output, options, features, checkpoint, features, qat_options=qat
-    )
+    keep_float, measured = make_qat_variant(checkpoint, exported, output, options, qat, features, features)
     assert measured["qat_steps"] == 2 and {"qat_dev_cer_before", "qat_dev_cer_after"} <= set(measured)
     metrics = report("qat_int8", output, exported, keep_float, utterance_inputs(features, 2, seed=0))
     assert metrics["conv_kernels"] == {"QLinearConv": 11}
+    assert open_model(output).card == open_model(exported).card
     assert metrics["max_abs_logprob_diff_vs_fp32"] > 0  # fine-tuned and quantized: not the float model
     assert metrics["smaller_than_fp32"] >= 3.9
 
@@ -142,3 +144,13 @@ def test_histogram_calibration_takes_utterances_of_any_length(exported, features
     assert conv_kernels(tmp_path / "p.onnx") == {name: "QLinearConv" for name in LAYER_NAMES}
     with pytest.raises(UserError, match="no calibration utterance has 100000 frames"):
         CalibrationOptions(frames=100_000).inputs(features)
+
+
+def test_making_a_variant_loads_neither_torch_nor_qat():
+    """fp32, fp16 and the int8 conversions need no PyTorch; only qat_int8 does (its own stage)."""
+    code = "import sys, speechquant.quantize, speechquant.export; print('speechquant.qat' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+    code = "import sys, speechquant.quantize, speechquant.verify; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

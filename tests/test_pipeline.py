@@ -154,6 +154,8 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
         "train",
         "export",
         "lm",
+        "convert@fp32",  # the float variants do not read quant.exclude
+        "convert@fp16",
         "evaluate@fp32",
         "evaluate@fp16",
         "evaluate_lm@fp32-char",

@@ -191,8 +191,8 @@ class Checked:
                 raise ValueError(problem)
 
 
-def matrix_item(given: str | None, stage: str) -> str:
-    """The item of a ``<stage>@<item>`` stage: the command line's, or the one DVC names in ``DVC_STAGE``.
+def matrix_item(given: str | None, *stages: str) -> str:
+    """The item of a ``<stage>@<item>`` stage (one of ``stages``): the command line's, or DVC's ``DVC_STAGE``.
 
     dvc.yaml passes no params value through the shell: a variant named
     ``static_int8; touch X`` in params.yaml would otherwise be run as a command. DVC sets
@@ -202,10 +202,8 @@ def matrix_item(given: str | None, stage: str) -> str:
         return given
     running = os.environ.get("DVC_STAGE", "")
     head, separator, item = running.partition("@")
-    if head.rpartition(":")[2] != stage or not separator or not item:
-        raise UserError(
-            f"name what to run (e.g. `python stages/{stage}.py static_int8`), or run it as `dvc repro {stage}`"
-        )
+    if head.rpartition(":")[2] not in stages or not separator or not item:
+        raise UserError(f"name what to run, or run it as `dvc repro {stages[0]}` (DVC then names it)")
     return item
 
 

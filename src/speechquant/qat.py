@@ -14,6 +14,7 @@ import itertools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx
 import torch
@@ -23,12 +24,16 @@ from tqdm import tqdm
 from speechquant.batching import UtteranceSet
 from speechquant.calibration import seeded_subset
 from speechquant.ctc import LAYER_NAMES, LAYERS, N_LAYERS
+from speechquant.errors import UserError
 from speechquant.export import DYNAMIC_AXES, INPUTS, OPSET, OUTPUTS, fold_batch_norm
 from speechquant.fileio import atomic_path
-from speechquant.model import Wav2Letter, _layer_lengths
+from speechquant.model import Wav2Letter, _layer_lengths, load_model
 from speechquant.params import Checked, limits
-from speechquant.runtime import session
+from speechquant.quantize import QuantOptions, set_metadata
+from speechquant.runtime import load_onnx, session
+from speechquant.store import Store
 from speechquant.train import TrainOptions, ctc_loss_sum, evaluate
+from speechquant.variants import float_layers
 
 
 @dataclass(frozen=True)
@@ -184,3 +189,33 @@ def export_qat(model: FakeQuantWav2Letter, path: Path) -> None:
         onnx.save(proto, traced)
         session(traced, optimized_path=temporary, basic_optimizations=True)
         onnx.checker.check_model(onnx.load(str(temporary)))
+
+
+def make_qat_variant(
+    checkpoint: Path,
+    source: Path,
+    output: Path,
+    options: QuantOptions,
+    qat_options: QatOptions,
+    train: Store,
+    dev: Store,
+) -> tuple[list[str], dict[str, Any]]:
+    """``qat_int8``: the trained checkpoint fine-tuned with fake quantization on ``train``
+    (checked on ``dev``), exported as QDQ with the exported model's card. Returns the
+    layers kept in float (``quant.exclude``) and the dev CER before and after."""
+    keep_float = float_layers("qat_int8", options.exclude)
+    if len(keep_float) == len(LAYER_NAMES):
+        raise UserError("qat_int8: quant.exclude keeps every layer in float; nothing is left to quantize")
+    metadata = {prop.key: prop.value for prop in load_onnx(source).metadata_props}
+    model, measured = fine_tune(
+        load_model(checkpoint),
+        keep_float,
+        UtteranceSet(train),
+        UtteranceSet(dev),
+        qat_options,
+        options.calibration.utterances,
+    )
+    with atomic_path(output) as temporary:
+        export_qat(model, temporary)
+        set_metadata(temporary, metadata)
+    return keep_float, measured

@@ -11,7 +11,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import onnx
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
@@ -24,9 +24,6 @@ from speechquant.params import Checked, limits
 from speechquant.runtime import load_onnx
 from speechquant.store import Store
 from speechquant.variants import VARIANTS, float_layers, recipe_for
-
-if TYPE_CHECKING:
-    from speechquant.qat import QatOptions
 
 
 @dataclass(frozen=True)
@@ -47,18 +44,14 @@ def quantize(
     output: Path,
     options: QuantOptions,
     calibration_store: Store | None = None,
-    checkpoint: Path | None = None,
-    dev_store: Store | None = None,
     calibration_cache: Path | None = None,
-    qat_options: QatOptions | None = None,
     chosen: tuple[str, ...] = (),
 ) -> tuple[list[str], dict[str, Any]]:
     """Write ``variant`` of the model at ``source`` to ``output``.
 
-    Returns the layers kept in float and what the variant's making measured (QAT's dev
-    CER before and after fine-tuning). ``qat_int8`` starts from the PyTorch
-    ``checkpoint`` and fine-tunes on ``calibration_store`` with ``qat_options``, checking
-    on ``dev_store``; ``auto_int8`` keeps the sensitivity search's ``chosen`` layers in float.
+    Returns the layers kept in float and what the making measured (the calibration
+    utterances used). ``auto_int8`` keeps the sensitivity search's ``chosen`` layers in
+    float. ``qat_int8`` is trained, not converted: ``qat.make_qat_variant``.
     """
     recipe = recipe_for(variant)
     metadata = {prop.key: prop.value for prop in load_onnx(source).metadata_props}  # a clear error if unreadable
@@ -80,21 +73,7 @@ def quantize(
         elif not to_quantize:
             raise UserError(f"{variant}: quant.exclude keeps every layer in float; nothing is left to quantize")
         elif recipe.kind == "qat":
-            from speechquant.batching import UtteranceSet
-            from speechquant.model import load_model
-            from speechquant.qat import export_qat, fine_tune
-
-            if checkpoint is None or calibration_store is None or dev_store is None or qat_options is None:
-                raise UserError(f"{variant} needs the trained checkpoint, training and dev utterances")
-            model, measured = fine_tune(
-                load_model(checkpoint),
-                keep_float,
-                UtteranceSet(calibration_store),
-                UtteranceSet(dev_store),
-                qat_options,
-                options.calibration.utterances,
-            )
-            export_qat(model, temporary)
+            raise UserError(f"{variant} is fine-tuned, not converted: run `dvc repro quantize_qat`")
         elif recipe.kind == "dynamic":
             quantize_dynamic(
                 source,

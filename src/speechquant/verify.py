@@ -86,3 +86,11 @@ def report(
         "check_utterances": len(check_inputs),
         "session_loads": True,
     }
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    return (
+        f"{metrics['variant']}: {metrics['size_mb']} MB ({metrics['smaller_than_fp32']}x smaller), "
+        f"kernels {metrics['conv_kernels']}, float layers {metrics['float_layers']}, "
+        f"max |log-prob diff| vs fp32 {metrics['max_abs_logprob_diff_vs_fp32']}"
+    )
