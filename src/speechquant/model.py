@@ -11,6 +11,7 @@ outputs do not depend on batch size or on the other utterances in the batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,16 @@ class Wav2Letter(nn.Module):
         return (centered * torch.rsqrt(variance + 1e-5)).to(features.dtype)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.run_layers(features, lengths, lambda index, x: getattr(self, LAYER_NAMES[index])(x))
+
+    def run_layers(
+        self, features: torch.Tensor, lengths: torch.Tensor, conv: Callable[[int, torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network around its convs (normalization, batch norm, ReLU, dropout, padding masks);
+        ``conv(index, x)`` runs layer ``index``, so QAT can swap in fake-quantized convs."""
         x = self.normalize(features, lengths).transpose(1, 2)
-        for index, name in enumerate(LAYER_NAMES):
-            x = getattr(self, name)(x)
+        for index in range(N_LAYERS):
+            x = conv(index, x)
             lengths = _layer_lengths(lengths, LAYERS[index])
             if index < N_LAYERS - 1:
                 if self.config.batch_norm:

@@ -23,11 +23,11 @@ from tqdm import tqdm
 
 from speechquant.batching import UtteranceSet
 from speechquant.calibration import seeded_subset
-from speechquant.ctc import LAYER_NAMES, LAYERS, N_LAYERS
+from speechquant.ctc import LAYER_NAMES, LAYERS
 from speechquant.errors import UserError
 from speechquant.export import DYNAMIC_AXES, INPUTS, OPSET, OUTPUTS, fold_batch_norm
 from speechquant.fileio import atomic_path
-from speechquant.model import Wav2Letter, _layer_lengths, load_model
+from speechquant.model import Wav2Letter, load_model
 from speechquant.params import Checked, limits
 from speechquant.quantize import QuantOptions, set_metadata
 from speechquant.runtime import load_onnx, session
@@ -88,24 +88,17 @@ class FakeQuantWav2Letter(nn.Module):
         self.outputs = nn.ModuleList(RangeObserver(momentum) for _ in LAYER_NAMES)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.base.normalize(features, lengths).transpose(1, 2)
-        for index, name in enumerate(LAYER_NAMES):
-            conv = getattr(self.base, name)
-            geometry = LAYERS[index]
-            if self.quantized[index]:
-                x = self.inputs[index].fake_quantize(x)
-                x = nn.functional.conv1d(
-                    x, fake_quantize_weight(conv.weight), conv.bias, geometry.stride, geometry.padding
-                )
-                x = self.outputs[index].fake_quantize(x)
-            else:
-                x = conv(x)
-            lengths = _layer_lengths(lengths, geometry)
-            if index < N_LAYERS - 1:
-                x = torch.relu(x)
-            mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]
-            x = x * mask[:, None, :].to(x.dtype)
-        return torch.log_softmax(x.transpose(1, 2), dim=-1), lengths
+        return self.base.run_layers(features, lengths, self.conv)
+
+    def conv(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer ``index`` as int8 will compute it: input, weight and output fake-quantized, unless kept float."""
+        conv = getattr(self.base, LAYER_NAMES[index])
+        if not self.quantized[index]:
+            return conv(x)
+        geometry = LAYERS[index]
+        x = self.inputs[index].fake_quantize(x)
+        x = nn.functional.conv1d(x, fake_quantize_weight(conv.weight), conv.bias, geometry.stride, geometry.padding)
+        return self.outputs[index].fake_quantize(x)
 
 
 def calibrate(model: FakeQuantWav2Letter, data: UtteranceSet, utterances: int, seed: int) -> None:
