@@ -10,7 +10,10 @@ from speechquant import model as checkpoint
 from speechquant import train
 from speechquant.errors import UserError
 from speechquant.model import ModelConfig
+from speechquant.modelcard import ModelCard
 from speechquant.store import Store, StoreWriter, Utterance
+
+CARD = ModelCard(preset="test", parameters=1, corpus_source="synth")
 
 SCRIPT = REPO / "tests" / "train_script.py"
 
@@ -27,6 +30,7 @@ def run_script(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, check=False)
 
 
+@pytest.mark.slow
 def test_training_learns_and_saves_a_checkpoint_that_loads_without_pickle(data, tmp_path):
     config = ModelConfig(hidden_channels=32, wide_channels=64, batch_norm=True, dropout=0.0)
     options = train.TrainOptions(
@@ -35,9 +39,9 @@ def test_training_learns_and_saves_a_checkpoint_that_loads_without_pickle(data, 
     trainer = train.run(config, options, Store(data / "train"), Store(data / "dev"), tmp_path / "state")
     losses = [entry["train_loss"] for entry in trainer.history]
     assert losses[-1] < losses[0] * 0.8
-    train.save_model(trainer, tmp_path / "model.pt")
+    train.save_model(trainer, tmp_path / "model.pt", CARD.as_dict())
     saved = checkpoint.load_checkpoint(tmp_path / "model.pt", expected=config)
-    assert saved["epoch"] == trainer.best["epoch"]
+    assert saved["epoch"] == trainer.best["epoch"] and ModelCard.from_dict(saved["card"]) == CARD
     model = checkpoint.load_model(tmp_path / "model.pt")
     assert not model.training and model.config == config
 
@@ -51,7 +55,7 @@ def test_a_checkpoint_for_other_params_is_one_clear_error(data, tmp_path):
         Store(data / "dev"),
         tmp_path / "s",
     )
-    train.save_model(trainer, tmp_path / "model.pt")
+    train.save_model(trainer, tmp_path / "model.pt", CARD.as_dict())
     other = ModelConfig(hidden_channels=250, wide_channels=2000)
     with pytest.raises(
         UserError, match=r"trained with model .*'hidden_channels': 16.* params ask for .*'hidden_channels': 250"

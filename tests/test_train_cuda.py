@@ -7,7 +7,10 @@ from helpers import write_feature_store
 from speechquant import model as checkpoint
 from speechquant import train
 from speechquant.model import ModelConfig
+from speechquant.modelcard import ModelCard
 from speechquant.store import Store
+
+CARD = ModelCard(preset="test", parameters=1, corpus_source="synth")
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -25,7 +28,7 @@ def test_cuda_training_learns_and_its_checkpoint_runs_on_the_cpu(tmp_path, preci
     assert trainer.device.type == "cuda"
     losses = [entry["train_loss"] for entry in trainer.history]
     assert losses[-1] < losses[0] * 0.8 and sum(e["skipped_batches"] for e in trainer.history) == 0
-    train.save_model(trainer, tmp_path / "model.pt")
+    train.save_model(trainer, tmp_path / "model.pt", CARD.as_dict())
     on_cpu = checkpoint.load_model(tmp_path / "model.pt")
     features = torch.randn(2, 150, 40)
     lengths = torch.tensor([150, 90])
