@@ -1,4 +1,5 @@
-"""DVC stage `report`: REPORT.md and its figures, and the results block of README.md.
+"""DVC stage `report`: the summary metrics DVC shows, the tables `dvc plots` draws, REPORT.md
+with its figures, and the results block of README.md.
 
 The README's block (between its results markers) is rewritten in place when the README
 has one, so the numbers a reader sees first are the ones this run measured.
@@ -8,16 +9,11 @@ import argparse
 from pathlib import Path
 
 from speechquant.errors import exit_on_user_error
-from speechquant.fileio import write_text
+from speechquant.fileio import write_csv, write_json, write_text
 from speechquant.params import load_params
-from speechquant.report.figures import (
-    plot_edits_vs_length,
-    plot_latency_vs_batch,
-    plot_size_vs_cer,
-    plot_training,
-    read_table,
-)
+from speechquant.report.figures import plot_figures
 from speechquant.report.markdown import README_BEGIN, Results, readme_block, replace_readme_block, report_markdown
+from speechquant.report.summary import cer_by_length_rows, summary_metrics, tradeoff_rows
 
 
 def main() -> None:
@@ -25,18 +21,16 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("REPORT.md"))
     parser.add_argument("--figures", type=Path, default=Path("reports/figures"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--summary", type=Path, default=Path("metrics/summary.json"))
+    parser.add_argument("--plots", type=Path, default=Path("plots/report"))
     args = parser.parse_args()
     results = Results.load(Path("."), load_params())
-    variants, figures = results.variants, args.figures
-    sizes = {v: results.benchmark["variants"][v]["size_mb"] for v in variants}
-    plot_size_vs_cer(sizes, {v: results.evaluation[v]["dev"]["cer"] for v in variants}, figures / "size_vs_cer.png")
-    plot_latency_vs_batch(read_table(Path("plots/benchmark/latency_vs_batch.csv")), figures / "latency_vs_batch.png")
-    plot_training(Path("dvclive/plots/metrics"), figures / "training.png")
-    plot_edits_vs_length(
-        {v: Path("plots/eval") / v / "dev.csv" for v in (results.reference, "static_int8") if v in variants},
-        figures / "edits_vs_length.png",
-    )
-    write_text(args.output, report_markdown(results, figures))
+    write_json(args.summary, summary_metrics(results))
+    write_csv(args.plots / "tradeoff.csv", tradeoff_rows(results))
+    for split in results.splits:
+        write_csv(args.plots / f"cer_by_length_{split}.csv", cer_by_length_rows(results, split))
+    plot_figures(results, args.figures)
+    write_text(args.output, report_markdown(results, args.figures))
     block = readme_block(results)
     if args.readme.exists() and README_BEGIN in (readme := args.readme.read_text(encoding="utf-8")):
         write_text(args.readme, replace_readme_block(readme, block))

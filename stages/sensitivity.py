@@ -11,7 +11,6 @@ from speechquant.evaluate import EvalOptions
 from speechquant.fileio import write_csv, write_json
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions
-from speechquant.report.figures import plot_sensitivity
 from speechquant.sensitivity import AutoOptions, run_sensitivity, summary_lines
 from speechquant.store import Store
 
@@ -24,7 +23,6 @@ def main() -> None:
     parser.add_argument("--choice", type=Path, default=Path("models/auto_int8.json"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/sensitivity.json"))
     parser.add_argument("--plot", type=Path, default=Path("plots/sensitivity/layers.csv"))
-    parser.add_argument("--figure", type=Path, default=Path("reports/sensitivity.png"))
     args = parser.parse_args()
     params = load_params()
     options = build(QuantOptions, section(params, "quant"), "quant")
@@ -37,7 +35,6 @@ def main() -> None:
     choice, rows, metrics = run_sensitivity(args.model, train, dev, options, auto, decoder, bootstrap, workers)
     write_json(args.choice, choice)
     write_csv(args.plot, rows)
-    plot_sensitivity(rows, args.figure)
     write_json(args.metrics, metrics)
     print("\n".join(summary_lines(metrics)))
 

@@ -10,7 +10,6 @@ from speechquant.benchmark import (
     peak_memory_mb,
     time_interleaved,
 )
-from speechquant.report.figures import pareto_front
 
 
 def test_configurations_sweep_batch_at_the_middle_length_and_length_at_batch_one():
@@ -79,8 +78,3 @@ def test_the_hardware_stamp_reads_the_cpu_and_the_instruction_sets_that_decide_i
     assert stamp["cpu"] == cpu and stamp["isa"] == isa
     assert stamp["flags"]["amx_int8"] is amx and stamp["flags"]["avx2"] is True
     assert stamp["flags"]["avx512_vnni"] is (cpuinfo is not OLD)
-
-
-def test_pareto_front_keeps_only_points_nothing_beats_on_both_axes():
-    points = [(21.0, 0.13, "fp32"), (10.5, 0.13, "fp16"), (5.3, 0.135, "int8"), (6.2, 0.14, "semi"), (5.4, 0.2, "x")]
-    assert [name for _, _, name in pareto_front(points)] == ["int8", "fp16"]

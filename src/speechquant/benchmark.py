@@ -26,9 +26,11 @@ from tqdm import tqdm
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
 from speechquant.params import Checked, limits
-from speechquant.report.markdown import PYTORCH
 from speechquant.runtime import session
 from speechquant.store import Store
+
+# The row of the PyTorch checkpoint run eagerly in fp32, timed beside the ONNX variants.
+PYTORCH = "pytorch_fp32"
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 

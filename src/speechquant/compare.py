@@ -35,6 +35,7 @@ class Scored:
     hypotheses: list[str]
     edits: np.ndarray
     lengths: np.ndarray  # reference characters
+    frames: np.ndarray | None = None  # input feature frames, where the scores file has them
 
     @classmethod
     def read(cls, path: Path) -> Scored:
@@ -46,6 +47,7 @@ class Scored:
             hypotheses=[row["hypothesis"] for row in rows],
             edits=np.array([int(row["edits"]) for row in rows], dtype=np.int64),
             lengths=np.array([len(row["reference"]) for row in rows], dtype=np.int64),
+            frames=np.array([int(row["frames"]) for row in rows], dtype=np.int64),
         )
 
     def cer(self) -> float:
@@ -74,6 +76,15 @@ def paired_bootstrap(variant: Scored, reference: Scored, samples: int, seed: int
         "relative_ci95_high": round(float(high) / reference_cer, 4),
         "measurable": bool(low > 0 or high < 0),
     }
+
+
+def describe_difference(versus: dict[str, Any]) -> str:
+    """A bootstrap result in words, e.g. "+0.46 % (-0.47 %, +1.40 %): no measurable change"."""
+    low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
+    interval = f"{versus['relative_difference']:+.2%} ({low:+.2%}, {high:+.2%})"
+    if not versus["measurable"]:
+        return f"{interval}: no measurable change"
+    return f"{interval}: {'worse' if versus['cer_difference'] > 0 else 'better'}"
 
 
 def examples(scored: Scored) -> dict[str, dict[str, Any]]:

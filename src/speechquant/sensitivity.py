@@ -27,7 +27,7 @@ from onnx import numpy_helper
 from tqdm import tqdm
 
 from speechquant.calibration import seeded_subset
-from speechquant.compare import CompareOptions, Scored, paired_bootstrap
+from speechquant.compare import CompareOptions, Scored, describe_difference, paired_bootstrap
 from speechquant.ctc import LAYER_NAMES, LAYERS
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
@@ -35,7 +35,6 @@ from speechquant.evaluate import model_outputs
 from speechquant.metrics import char_edits
 from speechquant.params import Checked, limits
 from speechquant.quantize import QuantOptions, quantize
-from speechquant.report.markdown import describe_difference
 from speechquant.runtime import session
 from speechquant.store import Store
 from speechquant.variants import float_layers

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechquant.compare import CompareOptions, Scored, examples, paired_bootstrap
-
-PYTORCH = "pytorch_fp32"  # the benchmark's PyTorch eager row
+from speechquant.audio import FeatureOptions
+from speechquant.benchmark import PYTORCH
+from speechquant.compare import CompareOptions, Scored, describe_difference, examples, paired_bootstrap
 
 HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
 README_BEGIN = "<!-- results: written by the report stage from metrics/; do not edit by hand -->"
@@ -51,6 +51,7 @@ class Results:
     export: dict[str, Any]
     lm: dict[str, dict[str, Any]]  # "<variant>-<lm>" -> the evaluate_lm metrics
     sensitivity: dict[str, Any] | None
+    frames_per_second: float  # of the evaluated features, read from the dev store's meta.json
 
     @classmethod
     def load(cls, root: Path, params: dict[str, Any]) -> Results:
@@ -58,6 +59,7 @@ class Results:
         eval_lm = params.get("eval_lm", {})
         lm_names = [f"{v}-{lm}" for v in eval_lm.get("variants", []) for lm in eval_lm.get("lms", [])]
         sensitivity = root / "metrics" / "sensitivity.json"
+        features = FeatureOptions.of_store(_load(root / "data" / "features" / "dev" / "meta.json"))
         return cls(
             root=root,
             variants=variants,
@@ -71,6 +73,7 @@ class Results:
             export=_load(root / "metrics" / "export.json"),
             lm={name: _load(root / "metrics" / "eval_lm" / f"{name}.json") for name in lm_names},
             sensitivity=_load(sensitivity) if sensitivity.exists() else None,
+            frames_per_second=features.frames_per_second,
         )
 
     def scored(self, folder: str, name: str, split: str) -> Scored:
@@ -246,14 +249,27 @@ def report_markdown(results: Results, figures: Path) -> str:
     if results.sensitivity is not None:
         lines += sensitivity_section(results)
     lines += ["## Figures", ""]
-    for name, title in [
-        ("size_vs_cer", "Size vs dev CER, with the Pareto front"),
-        ("latency_vs_batch", "Latency vs batch size (1 thread)"),
-        ("training", "Training curves"),
-        ("edits_vs_length", "Edit distance vs utterance length (dev)"),
-    ]:
-        lines += [f"![{title}]({figures.as_posix()}/{name}.png)", ""]
+    for name, caption in figure_captions(results).items():
+        if name != "sensitivity":  # shown in its own section above
+            lines += [f"![{caption}]({figures.as_posix()}/{name}.png)", "", f"*{caption}.*", ""]
     return "\n".join(lines)
+
+
+def figure_captions(results: Results) -> dict[str, str]:
+    """Each figure's caption, by file name: what it shows, on which split, decoder and CPU."""
+    hardware = results.benchmark["hardware"]
+    cpu = f"{hardware['cpu']}, {hardware['cores']} cores ({hardware.get('isa', '')})"
+    decoder = decoder_words(results.evaluation[results.reference].get("decoder"))
+    subset = (results.sensitivity or {}).get("dev_subset_utterances", "")
+    return {
+        "size_latency_cer": f"Dev CER against size and p50 latency (batch 1, 10 s, 1 thread), {decoder}; {cpu}",
+        "latency_vs_batch": f"p50 latency by batch size (middle audio length, 1 thread); {cpu}",
+        "training": f"Training: CTC loss (train, dev) and greedy dev CER by epoch, on {results.train['device']}",
+        "cer_by_length": f"Dev CER by utterance length (bins of equal count), {decoder}",
+        "sensitivity": (
+            f"Relative dev CER change, only this layer or all but it int8; {subset} dev utterances, {decoder}"
+        ),
+    }
 
 
 def study_table(results: Results) -> list[str]:
@@ -333,16 +349,7 @@ def sensitivity_section(results: Results) -> list[str]:
         if variant in results.variants:
             cells = [_versus(results, variant, split) for split in ("dev", "test") if split in results.splits]
             lines.append(f"| {variant} | {layers} | {' | '.join(cells)} |")
-    return [*lines, "", "![Layer sensitivity](reports/sensitivity.png)", ""]
-
-
-def describe_difference(versus: dict[str, Any]) -> str:
-    """A bootstrap result in words, e.g. "+0.46 % (-0.47 %, +1.40 %): no measurable change"."""
-    low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
-    interval = f"{versus['relative_difference']:+.2%} ({low:+.2%}, {high:+.2%})"
-    if not versus["measurable"]:
-        return f"{interval}: no measurable change"
-    return f"{interval}: {'worse' if versus['cer_difference'] > 0 else 'better'}"
+    return [*lines, "", "![Layer sensitivity](reports/figures/sensitivity.png)", ""]
 
 
 def example_lines(scored: Scored) -> list[str]:
