@@ -19,7 +19,7 @@ from speechquant.store import Store
 
 pytestmark = pytest.mark.slow  # subprocesses: whole DVC runs or the command line
 
-FIGURES = ("size_vs_cer", "latency_vs_batch", "training", "edits_vs_length")
+FIGURES = ("size_latency_cer", "latency_vs_batch", "training", "cer_by_length", "sensitivity")
 
 ENV = {
     **os.environ,
@@ -88,7 +88,11 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     assert interval["ci95_low"] <= interval["cer_difference"] <= interval["ci95_high"]
     assert "| static_int8 |" in (project / "reports" / "evaluation.md").read_text()
     plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
-    assert "cer_per_variant" in plots and "plots/eval/fp32/dev.csv" in plots and "latency_vs_batch" in plots
+    titles = [renders[0]["content"]["title"]["text"] for renders in plots.values()]
+    assert {"size_latency_cer", "cer_by_length_dev", "cer_per_variant", "latency_vs_batch"} <= set(plots)
+    assert len(set(titles)) == len(titles) and not any(name.startswith("plots/") for name in plots)
+    shown = json.loads(dvc(project, "metrics", "show", "--json"))
+    assert list(shown["workspace"]["data"]) == ["metrics/summary.json"]
 
     benchmark = json.loads((project / "metrics" / "benchmark.json").read_text())
     stamp = hardware_stamp()  # this machine's, read from /proc/cpuinfo like the stage's
@@ -163,8 +167,25 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
     assert "Running stage 'benchmark'" in experiment and "Running stage 'report'" in experiment
     assert not any(f"Running stage '{stage}'" in experiment for stage in unchanged)
     assert json.loads((project / "metrics" / "quantize" / "static_int8.json").read_text())["float_layers"] == ["conv0"]
-    differences = dvc(project, "metrics", "diff")
-    assert "metrics/quantize/static_int8.json" in differences and "metrics/eval/static_int8.json" in differences
+    differences = json.loads(dvc(project, "metrics", "diff", "--json"))
+    assert list(differences) == ["metrics/summary.json"]
+    changed = differences["metrics/summary.json"]
+    assert "static_int8.cer_change" in changed and "static_semi_int8.cer_dev" not in changed  # conv0 was float already
+    assert len(changed) <= 60, sorted(changed)
+    assert len(dvc(project, "metrics", "diff").splitlines()) <= 62  # a header line and a rule
+
+
+def test_the_int8_model_is_fetched_by_its_artifact_name_from_another_folder(project, tmp_path_factory):
+    dvc(project, "repro", "convert@fp32", "quantize@static_int8")
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "models"]):
+        assert run(command, project).returncode == 0
+    tag = ["git", "tag", "-a", "wav2letter-int8@v0.1.0", "-m", "Registering artifact wav2letter-int8 version v0.1.0"]
+    assert run(tag, project).returncode == 0
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    dvc(elsewhere, "artifacts", "get", str(project), "wav2letter-int8", "-o", "int8.onnx")
+    fetched = elsewhere / "int8.onnx"
+    assert fetched.read_bytes() == (project / "models" / "quantized" / "static_int8.onnx").read_bytes()
+    assert open_model(fetched).card.features.n_mels == 40
 
 
 def test_a_model_of_80_bands_every_20_ms_is_fed_80_bands_every_20_ms(project):

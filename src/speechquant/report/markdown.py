@@ -251,7 +251,7 @@ def report_markdown(results: Results, figures: Path) -> str:
     lines += ["## Figures", ""]
     for name, caption in figure_captions(results).items():
         if name != "sensitivity":  # shown in its own section above
-            lines += [f"![{caption}]({figures.as_posix()}/{name}.png)", "", f"*{caption}.*", ""]
+            lines += [f"![{name}]({figures.as_posix()}/{name}.png)", "", f"*{caption}.*", ""]
     return "\n".join(lines)
 
 
@@ -349,7 +349,8 @@ def sensitivity_section(results: Results) -> list[str]:
         if variant in results.variants:
             cells = [_versus(results, variant, split) for split in ("dev", "test") if split in results.splits]
             lines.append(f"| {variant} | {layers} | {' | '.join(cells)} |")
-    return [*lines, "", "![Layer sensitivity](reports/figures/sensitivity.png)", ""]
+    caption = figure_captions(results)["sensitivity"]
+    return [*lines, "", "![sensitivity](reports/figures/sensitivity.png)", "", f"*{caption}.*", ""]
 
 
 def example_lines(scored: Scored) -> list[str]:
