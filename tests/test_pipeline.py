@@ -172,7 +172,10 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
     changed = differences["metrics/summary.json"]
     assert "static_int8.cer_change" in changed and "static_semi_int8.cer_dev" not in changed  # conv0 was float already
     assert len(changed) <= 60, sorted(changed)
-    assert len(dvc(project, "metrics", "diff").splitlines()) <= 62  # a header line and a rule
+    assert len(dvc(project, "metrics", "diff").splitlines()) <= 61  # and a header line
+    columns = dvc(project, "exp", "show", "--csv", "--only-changed", "--drop", ".*/.*").splitlines()[0].split(",")
+    assert "quant.exclude" in columns and "static_int8.cer_change" in columns
+    assert len(columns) <= 5 + 1 + 60, columns  # experiment, rev, typ, created, parent; the param; the metrics
 
 
 def test_the_int8_model_is_fetched_by_its_artifact_name_from_another_folder(project, tmp_path_factory):

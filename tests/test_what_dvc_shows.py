@@ -79,9 +79,9 @@ def test_cer_by_length_puts_as_many_utterances_in_each_bin_and_pools_their_edits
     frames = list(range(100, 100 + 10 * count, 10))
     reference = scored([1] * count, [10] * count, frames)
     worse_on_long = scored([1] * (count - 4) + [5] * 4, [10] * count, frames)
-    rows = cer_by_length({"fp32": reference, "int8": worse_on_long}, "fp32", frames_per_second=100.0)
+    rows = cer_by_length({"fp32": reference, "int8": worse_on_long}, "fp32")
     assert len(rows) == LENGTH_BINS
     assert [row["fp32"] for row in rows] == [0.1] * LENGTH_BINS
     assert [row["int8"] for row in rows] == [0.1] * (LENGTH_BINS - 1) + [0.5]
-    assert rows[0]["seconds"] == pytest.approx(np.median(frames[:4]) / 100)
-    assert [row["seconds"] for row in rows] == sorted(row["seconds"] for row in rows)
+    assert rows[0]["frames"] == pytest.approx(np.median(frames[:4]))
+    assert [row["frames"] for row in rows] == sorted(row["frames"] for row in rows)

@@ -75,16 +75,16 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: Path, caption: str) -> None:
 
 
 def plot_cer_by_length(rows: list[dict[str, Any]], path: Path, caption: str) -> None:
-    """``rows``: one per length bin (``seconds``, its median length), a CER column per variant."""
+    """``rows``: one per length bin (``frames``, its median length), a CER column per variant."""
     figure, axes = plt.subplots(figsize=(7.5, 4.2))
-    for index, variant in enumerate(column for column in rows[0] if column != "seconds"):
+    for index, variant in enumerate(column for column in rows[0] if column != "frames"):
         axes.plot(
-            [row["seconds"] for row in rows],
+            [row["frames"] for row in rows],
             [row[variant] for row in rows],
             marker=MARKERS[index % len(MARKERS)],
             label=variant,
         )
-    axes.set(xlabel="utterance length (s, median of the bin)", ylabel="CER in the bin", title=caption)
+    axes.set(xlabel="utterance length (feature frames, median of the bin)", ylabel="CER in the bin", title=caption)
     axes.title.set_fontsize(9)
     axes.legend(fontsize=7, ncol=2)
     _save(figure, path)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechquant.audio import FeatureOptions
 from speechquant.benchmark import PYTORCH
 from speechquant.compare import CompareOptions, Scored, describe_difference, examples, paired_bootstrap
 
@@ -51,7 +50,6 @@ class Results:
     export: dict[str, Any]
     lm: dict[str, dict[str, Any]]  # "<variant>-<lm>" -> the evaluate_lm metrics
     sensitivity: dict[str, Any] | None
-    frames_per_second: float  # of the evaluated features, read from the dev store's meta.json
 
     @classmethod
     def load(cls, root: Path, params: dict[str, Any]) -> Results:
@@ -59,7 +57,6 @@ class Results:
         eval_lm = params.get("eval_lm", {})
         lm_names = [f"{v}-{lm}" for v in eval_lm.get("variants", []) for lm in eval_lm.get("lms", [])]
         sensitivity = root / "metrics" / "sensitivity.json"
-        features = FeatureOptions.of_store(_load(root / "data" / "features" / "dev" / "meta.json"))
         return cls(
             root=root,
             variants=variants,
@@ -73,7 +70,6 @@ class Results:
             export=_load(root / "metrics" / "export.json"),
             lm={name: _load(root / "metrics" / "eval_lm" / f"{name}.json") for name in lm_names},
             sensitivity=_load(sensitivity) if sensitivity.exists() else None,
-            frames_per_second=features.frames_per_second,
         )
 
     def scored(self, folder: str, name: str, split: str) -> Scored:

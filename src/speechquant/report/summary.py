@@ -93,15 +93,16 @@ def tradeoff_rows(results: Results) -> list[dict[str, Any]]:
 def cer_by_length_rows(results: Results, split: str) -> list[dict[str, Any]]:
     """The CER-by-length table of ``split`` for every variant (``cer_by_length``)."""
     scored = {variant: results.scored("eval", variant, split) for variant in results.variants}
-    return cer_by_length(scored, results.reference, results.frames_per_second)
+    return cer_by_length(scored, results.reference)
 
 
-def cer_by_length(scored: dict[str, Scored], reference: str, frames_per_second: float) -> list[dict[str, Any]]:
+def cer_by_length(scored: dict[str, Scored], reference: str) -> list[dict[str, Any]]:
     """CER per utterance-length bin, a column per variant: how errors grow with length.
 
     The bins are quantiles of the utterances' lengths, so each holds about as many;
-    ``seconds`` is the bin's median length. Every variant scores the same utterances, so a
-    row compares like with like."""
+    ``frames`` is the bin's median length in feature frames (the feature files, not the
+    git-tracked metrics, know the hop). Every variant scores the same utterances, so a row
+    compares like with like."""
     frames = scored[reference].frames
     if frames is None or not len(frames):
         return []
@@ -112,7 +113,7 @@ def cer_by_length(scored: dict[str, Scored], reference: str, frames_per_second: 
         members = bins == index
         if not members.any():
             continue
-        row: dict[str, Any] = {"seconds": round(float(np.median(frames[members])) / frames_per_second, 2)}
+        row: dict[str, Any] = {"frames": round(float(np.median(frames[members])), 1)}
         for variant, variant_scores in scored.items():
             edits = variant_scores.edits[members].sum()
             row[variant] = round(float(edits / max(variant_scores.lengths[members].sum(), 1)), 4)
