@@ -7,6 +7,7 @@ stage (the text beside the figures is ``markdown.py``'s).
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from speechquant.report.markdown import Results, figure_captions
 from speechquant.report.summary import cer_by_length_rows, pareto_flags, tradeoff_rows
 
 DPI = 110
+CAPTION_WIDTH = 80  # characters of a title line in a single-panel figure
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -69,7 +71,7 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: Path, caption: str) -> None:
     panels[0].set_ylabel("dev CER")
     handles, labels = panels[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="center right", fontsize=8, title="variant")
-    figure.suptitle(caption, fontsize=9)
+    figure.suptitle(textwrap.fill(caption, 2 * CAPTION_WIDTH), fontsize=9)
     figure.tight_layout(rect=(0, 0, 0.82, 1))
     _save(figure, path, layout=False)
 
@@ -84,8 +86,8 @@ def plot_cer_by_length(rows: list[dict[str, Any]], path: Path, caption: str) -> 
             marker=MARKERS[index % len(MARKERS)],
             label=variant,
         )
-    axes.set(xlabel="utterance length (feature frames, median of the bin)", ylabel="CER in the bin", title=caption)
-    axes.title.set_fontsize(9)
+    axes.set(xlabel="utterance length (feature frames, median of the bin)", ylabel="CER in the bin")
+    axes.set_title(textwrap.fill(caption, CAPTION_WIDTH), fontsize=9)
     axes.legend(fontsize=7, ncol=2)
     _save(figure, path)
 
@@ -98,8 +100,8 @@ def plot_latency_vs_batch(rows: list[dict[str, str]], path: Path, caption: str) 
         axes.plot(batches, [float(r[variant]) for r in rows], marker="o", label=variant)
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")
-    axes.set(xlabel="batch size (utterances)", ylabel="p50 latency (ms)", title=caption)
-    axes.title.set_fontsize(9)
+    axes.set(xlabel="batch size (utterances)", ylabel="p50 latency (ms)")
+    axes.set_title(textwrap.fill(caption, CAPTION_WIDTH), fontsize=9)
     axes.legend(fontsize=7)
     _save(figure, path)
 
@@ -138,7 +140,7 @@ def plot_sensitivity(rows: list[dict[str, str]], path: Path, caption: str) -> No
     axes.bar([p + 0.2 for p in positions], all_but, width=0.4, label="all layers but this one int8")
     axes.axhline(0, color="black", linewidth=0.8)
     axes.set_xticks(list(positions), layers, rotation=45)
-    axes.set(ylabel="relative CER change vs fp32 (%)", title=caption)
-    axes.title.set_fontsize(9)
+    axes.set(ylabel="relative CER change vs fp32 (%)")
+    axes.set_title(textwrap.fill(caption, CAPTION_WIDTH), fontsize=9)
     axes.legend(fontsize=8)
     _save(figure, path)
