@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from speechquant.benchmark import PYTORCH
 from speechquant.compare import Scored
 from speechquant.report.markdown import Results, decoder_words
 
@@ -73,13 +72,13 @@ def pareto_flags(points: dict[str, tuple[float, ...]]) -> dict[str, bool]:
 
 
 def tradeoff_rows(results: Results) -> list[dict[str, Any]]:
-    """One row per variant (and PyTorch eager's latency has no CER, so it is left out): size,
-    headline latency, dev CER, and whether no other variant is smaller, faster and better at once."""
+    """One row per variant with a headline latency and a dev CER: size, latency, dev CER, and
+    whether no other variant is at least as small, fast and accurate and better in one."""
     points, rows = {}, []
     for variant in results.variants:
         latency = results.timing(variant).get("latency_ms_p50")
         cer = results.evaluation[variant].get("dev", {}).get("cer")
-        if latency is None or cer is None or variant == PYTORCH:
+        if latency is None or cer is None:
             continue
         points[variant] = (results.benchmark["variants"][variant]["size_mb"], latency, cer)
     front = pareto_flags(points)
