@@ -4,7 +4,7 @@ every variant, side by side in one process, with ratios to fp32 and a hardware s
 import argparse
 from pathlib import Path
 
-from speechquant.benchmark import BenchmarkOptions, headline_lines, run_benchmark
+from speechquant.benchmark import BenchmarkOptions, control_lines, headline_lines, run_benchmark
 from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_csv, write_json
 from speechquant.params import build, load_params, section
@@ -26,6 +26,7 @@ def main() -> None:
     write_json(args.metrics, metrics)
     write_csv(args.plot, rows)
     print("\n".join(headline_lines({name: v["latency"] for name, v in metrics["variants"].items()})))
+    print("\n".join(control_lines(metrics["controls"])))
 
 
 if __name__ == "__main__":

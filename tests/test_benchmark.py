@@ -8,6 +8,8 @@ from speechquant.benchmark import (
     latency_summary,
     onnx_runner,
     peak_memory_mb,
+    ratio_interval,
+    thread_checks,
     time_interleaved,
 )
 
@@ -39,6 +41,26 @@ def test_latency_summary_reports_percentiles_and_real_time_factor():
     summary = latency_summary([0.1, 0.2, 0.3, 0.4, 1.0], batch=2, seconds=10)
     assert summary["latency_ms_p50"] == 300.0 and summary["latency_ms_p90"] > summary["latency_ms_p50"]
     assert summary["rtf"] == pytest.approx(0.3 / 20)
+
+
+def test_the_speedup_interval_holds_the_ratio_of_medians_and_narrows_when_rounds_agree():
+    reference, twice_as_fast = [0.10, 0.11, 0.09, 0.10, 0.12], [0.05, 0.055, 0.045, 0.05, 0.06]
+    low, high = ratio_interval(reference, twice_as_fast)
+    assert low <= 2.0 <= high and high - low < 0.1  # the rounds agree: slow rounds slowed both
+    noisy = [0.05, 0.09, 0.03, 0.07, 0.05]
+    noisy_low, noisy_high = ratio_interval(reference, noisy)
+    assert noisy_high - noisy_low > high - low
+    assert ratio_interval(reference, reference) == [1.0, 1.0]
+
+
+def test_all_cores_slower_than_one_at_the_largest_batch_is_reported():
+    options = BenchmarkOptions(batches=(1, 32), seconds=(10,), threads=(1, 0))
+    latency = {
+        "fp32": {"batch32_10s_1thread": {"latency_ms_p50": 100.0}, "batch32_10s_allthread": {"latency_ms_p50": 50.0}},
+        "int8": {"batch32_10s_1thread": {"latency_ms_p50": 30.0}, "batch32_10s_allthread": {"latency_ms_p50": 40.0}},
+    }
+    checks = thread_checks(latency, options)
+    assert checks == {"all_cores_gain_batch32_10s": {"fp32": 2.0, "int8": 0.75}}
 
 
 def test_a_session_runs_and_its_peak_memory_is_measured_apart(exported, features):

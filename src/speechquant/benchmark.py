@@ -4,6 +4,12 @@ This machine is shared and noisy, so ratios are only fair when the variants are 
 under the same conditions: every configuration runs all variants in interleaved
 rounds (each round times each variant once, in an order rotated from round to round)
 after warm-up calls, and the ratios to fp32 are taken within the configuration.
+
+Many sessions share one process, so only the one being timed may hold the cores: ONNX
+Runtime's pools do not spin between runs, PyTorch's OpenMP threads wait passively. Two
+controls say how far to trust a ratio: an A/A pair (the fp32 model as a second, separate
+session, whose ratio to the first should be 1) and, for every speed-up, a 95% interval
+from resampling the rounds.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from speechquant.store import Store
 
 # The row of the PyTorch checkpoint run eagerly in fp32, timed beside the ONNX variants.
 PYTORCH = "pytorch_fp32"
+# The A/A control: the reference model as a second, separate session.
+AA_CONTROL = "fp32_again"
+BOOTSTRAP_SAMPLES = 1000
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 
@@ -117,13 +126,16 @@ def benchmark_inputs(store: Store, batch: int, seconds: float) -> tuple[np.ndarr
 def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
     """A function running the model, and the seconds its session took to create."""
     started = time.perf_counter()
-    model = session(path, threads=thread_count(threads))
+    model = session(path, threads=thread_count(threads), spinning=False)
     created = time.perf_counter() - started
     return (lambda features, lengths: model.run(None, {"features": features, "lengths": lengths})), created
 
 
 def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
     """The trained model in PyTorch eager mode, fp32, batch norm folded like the export."""
+    # Before torch loads OpenMP: its threads sleep between calls instead of spinning on the
+    # cores the ONNX sessions timed next need (no effect when torch was imported earlier).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from speechquant.export import fold_batch_norm
@@ -161,6 +173,17 @@ def time_interleaved(
             runners[name](features, lengths)
             times[name].append(time.perf_counter() - started)
     return times
+
+
+def ratio_interval(reference: list[float], variant: list[float], seed: int = 0) -> list[float]:
+    """95% interval of median(reference) / median(variant) over rounds resampled in pairs (the
+    two were timed in the same rounds, so a slow round slows both)."""
+    rng = np.random.default_rng(seed)
+    ours, theirs = np.asarray(reference), np.asarray(variant)
+    picks = rng.integers(0, len(ours), size=(BOOTSTRAP_SAMPLES, len(ours)))
+    ratios = np.median(ours[picks], axis=1) / np.median(theirs[picks], axis=1)
+    low, high = np.percentile(ratios, [2.5, 97.5])
+    return [round(float(low), 3), round(float(high), 3)]
 
 
 def latency_summary(times: list[float], batch: int, seconds: float) -> dict[str, float]:
@@ -225,6 +248,7 @@ def run_benchmark(
     if REFERENCE not in paths:
         raise UserError(f"the benchmark needs {REFERENCE!r} in quant.variants: every ratio is taken to it")
     latency: dict[str, dict[str, dict]] = {}
+    controls: dict[str, dict[str, Any]] = {}
     session_seconds: dict[str, float] = {}
     steps = [(t, b, s) for t in options.threads for b, s in options.configurations()]
     for threads, batch, seconds in tqdm(steps, desc="benchmark"):
@@ -232,20 +256,30 @@ def run_benchmark(
         for variant, path in paths.items():
             runners[variant], created = onnx_runner(path, threads)
             session_seconds.setdefault(variant, round(created, 4))
+        runners[AA_CONTROL], _ = onnx_runner(paths[REFERENCE], threads)
         if options.pytorch:
             runners[PYTORCH], created = pytorch_runner(checkpoint, threads)
             session_seconds.setdefault(PYTORCH, round(created, 4))
         features, lengths = benchmark_inputs(store, batch, seconds)
         times = time_interleaved(runners, features, lengths, options.rounds, options.warmup)
         key = f"batch{batch}_{seconds:g}s_{'all' if threads == 0 else threads}thread"
-        summaries = {name: latency_summary(values, batch, seconds) for name, values in times.items()}
-        for name, summary in summaries.items():
-            summary["speedup_vs_fp32"] = round(summaries[REFERENCE]["latency_ms_p50"] / summary["latency_ms_p50"], 3)
-            latency.setdefault(name, {})[key] = summary
+        reference = times[REFERENCE]
+        for name, values in times.items():
+            summary = latency_summary(values, batch, seconds)
+            summary["speedup_vs_fp32"] = round(float(np.median(reference) / np.median(values)), 3)
+            summary["speedup_ci95"] = ratio_interval(reference, values)
+            if name == AA_CONTROL:
+                controls[key] = {"aa_ratio": summary["speedup_vs_fp32"], "aa_ci95": summary["speedup_ci95"]}
+            else:
+                latency.setdefault(name, {})[key] = summary
 
     memory_batch, memory_seconds = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
     fp32_size = size_mb(paths[REFERENCE])
-    metrics = {"hardware": {**hardware_stamp(), "threads_all": thread_count(0)}, "variants": {}}
+    metrics: dict[str, Any] = {
+        "hardware": {**hardware_stamp(), "threads_all": thread_count(0)},
+        "controls": {"aa": controls, **thread_checks(latency, options)},
+        "variants": {},
+    }
     for variant, path in tqdm(paths.items(), desc="peak memory"):
         memory = peak_memory_mb(path, 0, memory_batch, memory_seconds, store)
         metrics["variants"][variant] = {
@@ -273,6 +307,21 @@ def run_benchmark(
     return metrics, rows
 
 
+def thread_checks(latency: dict[str, dict[str, dict]], options: BenchmarkOptions) -> dict[str, Any]:
+    """Whether all cores ever made a variant slower than one core at the largest batch: the
+    sign of threads fighting each other rather than sharing the work."""
+    if not {1, 0} <= set(options.threads):
+        return {}
+    batch, middle = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
+    one, every = f"batch{batch}_{middle:g}s_1thread", f"batch{batch}_{middle:g}s_allthread"
+    gains = {
+        name: round(per_key[one]["latency_ms_p50"] / per_key[every]["latency_ms_p50"], 3)
+        for name, per_key in latency.items()
+        if one in per_key and every in per_key
+    }
+    return {f"all_cores_gain_{one.removesuffix('_1thread')}": gains}
+
+
 def headline_lines(latency: dict[str, dict[str, dict]]) -> list[str]:
     """One line per variant at batch 1, one thread, the shortest configuration the sweep holds."""
     lines = []
@@ -284,4 +333,15 @@ def headline_lines(latency: dict[str, dict[str, dict]]) -> list[str]:
                 f"{per_key[headline]['speedup_vs_fp32']:.2f}x fp32"
             )
 
+    return lines
+
+
+def control_lines(controls: dict[str, Any]) -> list[str]:
+    """The A/A noise floor and the all-cores gains, for the stage's output."""
+    ratios = [entry["aa_ratio"] for entry in controls.get("aa", {}).values()]
+    lines = [f"A/A (fp32 against itself): ratios {min(ratios):.3f} to {max(ratios):.3f}"] if ratios else []
+    for name, gains in controls.items():
+        if name.startswith("all_cores_gain"):
+            slower = [variant for variant, gain in gains.items() if gain < 1]
+            lines.append(f"{name}: " + (f"slower with all cores: {', '.join(slower)}" if slower else "none slower"))
     return lines

@@ -18,17 +18,26 @@ from speechquant.store import Store
 
 
 def session(
-    path: Path, optimized_path: Path | None = None, threads: int = 1, basic_optimizations: bool = False
+    path: Path,
+    optimized_path: Path | None = None,
+    threads: int = 1,
+    basic_optimizations: bool = False,
+    spinning: bool = True,
 ) -> ort.InferenceSession:
     """The one way a CPU session is made; ``optimized_path`` receives the graph ONNX Runtime will run.
 
     ``basic_optimizations`` keeps the graph to what every execution provider reads (no
-    fused CPU kernels), for a file that is saved rather than run.
+    fused CPU kernels), for a file that is saved rather than run. ``spinning=False`` lets the
+    pool's threads sleep between runs instead of spinning: where a process holds several
+    sessions (the benchmark), spinning idle pools steal the cores the timed one needs.
     """
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if basic_optimizations:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     if optimized_path is not None:
