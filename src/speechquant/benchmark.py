@@ -29,9 +29,11 @@ import numpy as np
 import onnxruntime as ort
 from tqdm import tqdm
 
+from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
 from speechquant.params import Checked, limits
+from speechquant.peak import gemm_gmacs, layer_macs, share_of_peak
 from speechquant.runtime import session
 from speechquant.store import Store
 
@@ -240,13 +242,20 @@ REFERENCE = "fp32"  # every ratio is taken to it
 
 
 def run_benchmark(
-    options: BenchmarkOptions, paths: dict[str, Path], checkpoint: Path, store: Store
+    options: BenchmarkOptions,
+    paths: dict[str, Path],
+    checkpoint: Path,
+    store: Store,
+    float_layers: dict[str, list[str]],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Every variant's (and PyTorch's) latency per configuration, interleaved in rounds, then
     each ONNX variant's peak memory in a fresh process: ``metrics/benchmark.json`` and the
-    latency-vs-batch plot rows."""
+    latency-vs-batch plot rows. ``float_layers``: the layers each variant keeps in float, for
+    its share of the machine's measured one-core peak (``peak.py``) in the one-thread rows."""
     if REFERENCE not in paths:
         raise UserError(f"the benchmark needs {REFERENCE!r} in quant.variants: every ratio is taken to it")
+    peak = {"fp32_gmacs": round(gemm_gmacs(integer=False), 1), "int8_gmacs": round(gemm_gmacs(integer=True), 1)}
+    all_float = {PYTORCH: list(LAYER_NAMES), AA_CONTROL: list(LAYER_NAMES), **float_layers}
     latency: dict[str, dict[str, dict]] = {}
     controls: dict[str, dict[str, Any]] = {}
     session_seconds: dict[str, float] = {}
@@ -264,8 +273,12 @@ def run_benchmark(
         times = time_interleaved(runners, features, lengths, options.rounds, options.warmup)
         key = f"batch{batch}_{seconds:g}s_{'all' if threads == 0 else threads}thread"
         reference = times[REFERENCE]
+        macs = layer_macs(paths[REFERENCE], features.shape[1])
         for name, values in times.items():
             summary = latency_summary(values, batch, seconds)
+            if threads == 1:
+                seconds_per_call = float(np.median(values)) / batch
+                summary["share_of_peak"] = round(share_of_peak(macs, all_float[name], seconds_per_call, peak), 3)
             summary["speedup_vs_fp32"] = round(float(np.median(reference) / np.median(values)), 3)
             summary["speedup_ci95"] = ratio_interval(reference, values)
             if name == AA_CONTROL:
@@ -276,7 +289,7 @@ def run_benchmark(
     memory_batch, memory_seconds = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
     fp32_size = size_mb(paths[REFERENCE])
     metrics: dict[str, Any] = {
-        "hardware": {**hardware_stamp(), "threads_all": thread_count(0)},
+        "hardware": {**hardware_stamp(), "threads_all": thread_count(0), "one_core_gemm": peak},
         "controls": {"aa": controls, **thread_checks(latency, options)},
         "variants": {},
     }
@@ -328,10 +341,10 @@ def headline_lines(latency: dict[str, dict[str, dict]]) -> list[str]:
     headline = next((k for k in latency[REFERENCE] if k.startswith("batch1_") and k.endswith("_1thread")), None)
     for name, per_key in latency.items():
         if headline and headline in per_key:
-            lines.append(
-                f"{name:>20}: {per_key[headline]['latency_ms_p50']:9.2f} ms p50 ({headline}), "
-                f"{per_key[headline]['speedup_vs_fp32']:.2f}x fp32"
-            )
+            row = per_key[headline]
+            share = f", {row['share_of_peak']:.0%} of the one-core peak" if "share_of_peak" in row else ""
+            speed = f"{row['latency_ms_p50']:9.2f} ms p50 ({headline}), {row['speedup_vs_fp32']:.2f}x fp32"
+            lines.append(f"{name:>20}: {speed}{share}")
 
     return lines
 

@@ -1,0 +1,83 @@
+"""How far each variant is from what this CPU can do: the runtime's own GEMM throughput on
+one core, and the multiply-accumulates the model needs.
+
+A latency alone does not say whether a variant is slow because its kernels are poor or
+because it asks for much work. ONNX Runtime's matrix multiply of two 1024x1024 matrices,
+in fp32 and in uint8 x int8 (the MLAS kernels its convolutions run on), measures the
+core's usable peak; the model's MACs follow exactly from its convolutions' weights,
+strides and paddings. Their ratio is the share of the peak a variant reaches.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from speechquant.ctc import LAYER_NAMES, LAYERS, conv_output_length
+
+GEMM_SIZE = 1024  # square: large enough for the kernels' steady state, small enough to stay in cache tiers
+GEMM_ROUNDS = 7
+
+
+def _gemm_model(integer: bool, size: int) -> bytes:
+    """A one-node model: A (input) times a constant B, fp32 MatMul or uint8 x int8 MatMulInteger."""
+    rng = np.random.default_rng(0)
+    if integer:
+        weight = rng.integers(-128, 128, size=(size, size), dtype=np.int8)
+        node = helper.make_node("MatMulInteger", ["a", "b"], ["c"])
+        inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [size, size])]
+        outputs = [helper.make_tensor_value_info("c", TensorProto.INT32, [size, size])]
+    else:
+        weight = rng.standard_normal((size, size)).astype(np.float32)
+        node = helper.make_node("MatMul", ["a", "b"], ["c"])
+        inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size])]
+        outputs = [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])]
+    graph = helper.make_graph([node], "gemm", inputs, outputs, [numpy_helper.from_array(weight, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+def gemm_gmacs(integer: bool, size: int = GEMM_SIZE, rounds: int = GEMM_ROUNDS) -> float:
+    """Billions of multiply-accumulates per second of ONNX Runtime's GEMM on one thread (best round)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(_gemm_model(integer, size), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (size, size), dtype=np.uint8) if integer else rng.standard_normal((size, size))
+    feed = {"a": a if integer else a.astype(np.float32)}
+    session.run(None, feed)  # warm-up: packing and first-touch
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - started)
+    return size**3 / best / 1e9
+
+
+def layer_macs(model_path: Path, input_frames: int) -> dict[str, int]:
+    """Each conv's multiply-accumulates for one utterance of ``input_frames`` feature frames:
+    its output frames (from kernel, stride and padding) times its weight's size."""
+    weights = {init.name: init.dims for init in onnx.load(str(model_path), load_external_data=False).graph.initializer}
+    macs, frames = {}, input_frames
+    for name, geometry in zip(LAYER_NAMES, LAYERS, strict=True):
+        frames = conv_output_length(frames, geometry)
+        macs[name] = int(frames * np.prod(weights[f"{name}.weight"]))
+    return macs
+
+
+def share_of_peak(
+    macs: dict[str, int], float_layers: list[str], seconds_per_call: float, peak: dict[str, float]
+) -> float:
+    """The share of the peak a call reached: the time the measured GEMM rates would need for the
+    call's MACs (float layers at the fp32 rate, the others at the int8 rate) over its latency."""
+    ideal = sum(
+        count / (peak["fp32_gmacs"] if name in float_layers else peak["int8_gmacs"]) / 1e9
+        for name, count in macs.items()
+    )
+    return ideal / seconds_per_call
