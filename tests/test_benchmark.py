@@ -7,6 +7,7 @@ from speechquant.benchmark import (
     hardware_stamp,
     latency_summary,
     onnx_runner,
+    openvino_rows,
     peak_memory_mb,
     ratio_interval,
     thread_checks,
@@ -61,6 +62,20 @@ def test_all_cores_slower_than_one_at_the_largest_batch_is_reported():
     }
     checks = thread_checks(latency, options)
     assert checks == {"all_cores_gain_batch32_10s": {"fp32": 2.0, "int8": 0.75}}
+
+
+def test_openvino_runs_the_same_file_and_says_what_precision_its_convolutions_ran_in(exported, features, tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    no_bf16 = {"flags": {"avx512_bf16": False, "amx_bf16": False}, "isa": "AVX2, no AMX"}
+    info = {"kernels": {}, "skipped": {}}
+    runners = openvino_rows({"fp32": exported, "broken": broken}, 1, no_bf16, info)
+    assert list(runners) == ["openvino:fp32"] and info["kernels"]["fp32"] == {"Convolution:f32": 11}
+    assert set(info["skipped"]) == {"broken", "fp32_bf16"} and "no native bf16" in info["skipped"]["fp32_bf16"]
+    inputs = benchmark_inputs(features, 2, 3)
+    openvino_out = runners["openvino:fp32"](*inputs)
+    onnxruntime_out = onnx_runner(exported, threads=1)[0](*inputs)
+    assert np.allclose(next(iter(openvino_out.values())), onnxruntime_out[0], atol=1e-3)
 
 
 def test_a_session_runs_and_its_peak_memory_is_measured_apart(exported, features):

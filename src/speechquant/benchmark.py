@@ -43,6 +43,10 @@ PYTORCH = "pytorch_fp32"
 AA_CONTROL = "fp32_again"
 BOOTSTRAP_SAMPLES = 1000
 
+RUNTIMES = ("onnxruntime", "openvino")
+OPENVINO = "openvino:"  # the prefix of an OpenVINO row's name while it is timed
+BF16_ROW = "fp32_bf16"  # the fp32 model run by OpenVINO at bf16 inference precision
+
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 
 
@@ -56,11 +60,16 @@ class BenchmarkOptions(Checked):
     rounds: int = field(default=10, metadata=limits(1, 10_000))
     warmup: int = field(default=2, metadata=limits(0, 10_000))
     pytorch: bool = True  # time the PyTorch eager fp32 model as a reference row
+    # Runtimes every ONNX variant is timed in, side by side; openvino adds a bf16 row of the
+    # fp32 model on CPUs with native bf16.
+    runtimes: tuple[str, ...] = field(default=("onnxruntime",), metadata=limits(choices=RUNTIMES))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.batches or not self.seconds or not self.threads:
             raise ValueError("batches, seconds and threads must each list at least one value")
+        if "onnxruntime" not in self.runtimes:
+            raise ValueError("runtimes must include onnxruntime: every ratio is taken to its fp32 session")
 
     def configurations(self) -> list[tuple[int, float]]:
         """(batch, seconds): the batch sweep at the middle length, the length sweep at batch 1."""
@@ -131,6 +140,71 @@ def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndar
     model = session(path, threads=thread_count(threads), spinning=False)
     created = time.perf_counter() - started
     return (lambda features, lengths: model.run(None, {"features": features, "lengths": lengths})), created
+
+
+def openvino_runner(
+    path: Path, threads: int, precision: str
+) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float, dict[str, int]]:
+    """The ONNX file compiled by OpenVINO's CPU plugin at ``precision`` (f32 or bf16; int8 QDQ
+    files run as int8 either way), the seconds compiling took, and its convolutions counted by
+    the precision they run in (from the compiled model, not from the CPU's flags)."""
+    import openvino
+
+    core = openvino.Core()
+    config = {"INFERENCE_NUM_THREADS": thread_count(threads), "PERFORMANCE_HINT": "LATENCY"}
+    started = time.perf_counter()
+    compiled = core.compile_model(core.read_model(str(path)), "CPU", {**config, "INFERENCE_PRECISION_HINT": precision})
+    created = time.perf_counter() - started
+    request = compiled.create_infer_request()
+    kernels: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if info["layerType"].astype(str) == "Convolution":
+            kind = f"Convolution:{info['runtimePrecision'].astype(str)}"
+            kernels[kind] = kernels.get(kind, 0) + 1
+    return (lambda features, lengths: request.infer({"features": features, "lengths": lengths})), created, kernels
+
+
+def openvino_rows(
+    paths: dict[str, Path], threads: int, hardware: dict[str, Any], info: dict[str, Any]
+) -> dict[str, Callable[[np.ndarray, np.ndarray], Any]]:
+    """OpenVINO's runner for every variant it compiles, at f32 inference precision so that its
+    fp32 row does the same arithmetic as ONNX Runtime's (int8 files run int8 either way), and
+    the bf16 row where the CPU has native bf16. What cannot run is skipped, with its reason in
+    ``info`` and one line on the output, and the others still run."""
+    import openvino
+
+    info["version"] = openvino.__version__
+    jobs = [(variant, path, "f32") for variant, path in paths.items()]
+    if has_native_bf16(hardware):
+        jobs.append((BF16_ROW, paths[REFERENCE], "bf16"))
+    else:
+        info["skipped"][BF16_ROW] = f"this CPU has no native bf16 ({hardware['isa']})"
+    runners = {}
+    for name, path, precision in jobs:
+        if name in info["skipped"]:
+            continue
+        try:
+            runners[OPENVINO + name], _, info["kernels"][name] = openvino_runner(path, threads, precision)
+        except RuntimeError as error:
+            info["skipped"][name] = str(error).strip().splitlines()[0][:300]
+            tqdm.write(f"warning: OpenVINO cannot run {name}, skipped: {info['skipped'][name]}")
+    return runners
+
+
+def openvino_metrics(latency: dict[str, dict[str, dict]], info: dict[str, Any]) -> dict[str, Any]:
+    """The OpenVINO rows apart from ONNX Runtime's: per variant its latency and the precision
+    its convolutions ran in; and what was skipped, with why."""
+    rows = {
+        name.removeprefix(OPENVINO): {"kernels": info["kernels"][name.removeprefix(OPENVINO)], "latency": per_key}
+        for name, per_key in latency.items()
+        if name.startswith(OPENVINO)
+    }
+    return {"version": info.get("version"), "rows": rows, "skipped": info["skipped"]}
+
+
+def has_native_bf16(hardware: dict[str, Any]) -> bool:
+    return bool(hardware["flags"].get("avx512_bf16") or hardware["flags"].get("amx_bf16"))
 
 
 def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
@@ -255,7 +329,14 @@ def run_benchmark(
     if REFERENCE not in paths:
         raise UserError(f"the benchmark needs {REFERENCE!r} in quant.variants: every ratio is taken to it")
     peak = {"fp32_gmacs": round(gemm_gmacs(integer=False), 1), "int8_gmacs": round(gemm_gmacs(integer=True), 1)}
-    all_float = {PYTORCH: list(LAYER_NAMES), AA_CONTROL: list(LAYER_NAMES), **float_layers}
+    hardware = {**hardware_stamp(), "threads_all": thread_count(0), "one_core_gemm": peak}
+    openvino_info: dict[str, Any] = {"kernels": {}, "skipped": {}}
+    all_float = {
+        PYTORCH: list(LAYER_NAMES),
+        AA_CONTROL: list(LAYER_NAMES),
+        **float_layers,
+        **{OPENVINO + variant: layers for variant, layers in float_layers.items()},
+    }
     latency: dict[str, dict[str, dict]] = {}
     controls: dict[str, dict[str, Any]] = {}
     session_seconds: dict[str, float] = {}
@@ -266,6 +347,8 @@ def run_benchmark(
             runners[variant], created = onnx_runner(path, threads)
             session_seconds.setdefault(variant, round(created, 4))
         runners[AA_CONTROL], _ = onnx_runner(paths[REFERENCE], threads)
+        if "openvino" in options.runtimes:
+            runners.update(openvino_rows(paths, threads, hardware, openvino_info))
         if options.pytorch:
             runners[PYTORCH], created = pytorch_runner(checkpoint, threads)
             session_seconds.setdefault(PYTORCH, round(created, 4))
@@ -276,7 +359,7 @@ def run_benchmark(
         macs = layer_macs(paths[REFERENCE], features.shape[1])
         for name, values in times.items():
             summary = latency_summary(values, batch, seconds)
-            if threads == 1:
+            if threads == 1 and name in all_float:  # no bf16 peak was measured
                 seconds_per_call = float(np.median(values)) / batch
                 summary["share_of_peak"] = round(share_of_peak(macs, all_float[name], seconds_per_call, peak), 3)
             summary["speedup_vs_fp32"] = round(float(np.median(reference) / np.median(values)), 3)
@@ -289,7 +372,7 @@ def run_benchmark(
     memory_batch, memory_seconds = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
     fp32_size = size_mb(paths[REFERENCE])
     metrics: dict[str, Any] = {
-        "hardware": {**hardware_stamp(), "threads_all": thread_count(0), "one_core_gemm": peak},
+        "hardware": hardware,
         "controls": {"aa": controls, **thread_checks(latency, options)},
         "variants": {},
     }
@@ -304,6 +387,8 @@ def run_benchmark(
         }
     if options.pytorch:
         metrics["variants"][PYTORCH] = {"session_seconds": session_seconds[PYTORCH], "latency": latency[PYTORCH]}
+    if "openvino" in options.runtimes:
+        metrics["runtimes"] = {"openvino": openvino_metrics(latency, openvino_info)}
     metrics["memory_measured_at"] = f"batch {memory_batch}, {memory_seconds:g} s, all threads"
     middle = sorted(options.seconds)[len(options.seconds) // 2]
     rows = [
