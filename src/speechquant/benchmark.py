@@ -55,14 +55,14 @@ class BenchmarkOptions(Checked):
     """What to time. ``threads`` 0 means one per CPU core."""
 
     batches: tuple[int, ...] = field(default=(1, 8, 32), metadata=limits(1, 4096))  # at the middle audio length
-    seconds: tuple[float, ...] = field(default=(2.0, 10.0, 20.0), metadata=limits(above=0, high=3600))  # at batch 1
+    seconds: tuple[float, ...] = field(default=(2.0, 5.0, 10.0), metadata=limits(above=0, high=3600))  # at batch 1
     threads: tuple[int, ...] = field(default=(1, 0), metadata=limits(0, 1024))
-    rounds: int = field(default=10, metadata=limits(1, 10_000))
-    warmup: int = field(default=2, metadata=limits(0, 10_000))
+    rounds: int = field(default=7, metadata=limits(1, 10_000))
+    warmup: int = field(default=1, metadata=limits(0, 10_000))
     pytorch: bool = True  # time the PyTorch eager fp32 model as a reference row
     # Runtimes every ONNX variant is timed in, side by side; openvino adds a bf16 row of the
     # fp32 model on CPUs with native bf16.
-    runtimes: tuple[str, ...] = field(default=("onnxruntime",), metadata=limits(choices=RUNTIMES))
+    runtimes: tuple[str, ...] = field(default=RUNTIMES, metadata=limits(choices=RUNTIMES))
 
     def __post_init__(self) -> None:
         super().__post_init__()
