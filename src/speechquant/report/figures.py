@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only; no display on a server
 import matplotlib.pyplot as plt
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
+from speechquant.benchmark import PYTORCH
 from speechquant.report.markdown import Results, figure_captions
 from speechquant.report.summary import cer_by_length_rows, pareto_flags, tradeoff_rows
 
@@ -37,11 +38,10 @@ def plot_figures(results: Results, folder: Path) -> None:
     """Every figure REPORT.md shows, each titled with its caption (split, decoder, CPU)."""
     captions = figure_captions(results)
     plot_tradeoff(tradeoff_rows(results), folder / "size_latency_cer.png", captions["size_latency_cer"])
-    plot_latency_vs_batch(
-        read_table(results.root / "plots" / "benchmark" / "latency_vs_batch.csv"),
-        folder / "latency_vs_batch.png",
-        captions["latency_vs_batch"],
-    )
+    drawn = {"batch", *results.variants, PYTORCH}  # ONNX Runtime's rows; OpenVINO's are in the tables
+    latency_rows = read_table(results.root / "plots" / "benchmark" / "latency_vs_batch.csv")
+    latency_rows = [{key: value for key, value in row.items() if key in drawn} for row in latency_rows]
+    plot_latency_vs_batch(latency_rows, folder / "latency_vs_batch.png", captions["latency_vs_batch"])
     plot_training(results.root / "dvclive" / "plots" / "metrics", folder / "training.png")
     plot_cer_by_length(cer_by_length_rows(results, "dev"), folder / "cer_by_length.png", captions["cer_by_length"])
     layers = results.root / "plots" / "sensitivity" / "layers.csv"
