@@ -11,6 +11,7 @@ from speechquant.report.markdown import (
     readme_block,
     readme_results,
     replace_readme_block,
+    runtime_table,
 )
 
 
@@ -34,3 +35,14 @@ def test_the_decoder_is_described_as_the_evaluation_ran_it():
     assert decoder_words(beam) == "beam search (beam 20), no LM"
     assert decoder_words({**beam, "beam_size": 5, "lm": "char"}) == "beam search (beam 5), char n-gram LM (weight 0.6)"
     assert decoder_words({**beam, "method": "greedy"}) == "greedy (best path) decoding"
+
+
+def test_the_report_sets_both_runtimes_side_by_side_with_the_precision_each_ran_in():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    results = Results.load(REPO, params)
+    table = runtime_table(results)
+    rows = {line.split(" | ")[0].removeprefix("| "): line for line in table if line.startswith("| ")}
+    assert set(params["quant"]["variants"]) <= set(rows)
+    assert rows["static_int8"].endswith("| 11 u8 |") and "f32" in rows["fp32"]
+    openvino = results.benchmark["runtimes"]["openvino"]
+    assert "fp32_bf16" in rows or "fp32_bf16" in openvino["skipped"]  # run, or said why not

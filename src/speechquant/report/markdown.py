@@ -238,6 +238,8 @@ def report_markdown(results: Results, figures: Path) -> str:
         lines += [f"- {split}, {v}: {_versus(results, v, split)}" for v in results.variants if v != results.reference]
     if results.lm:
         lines += ["", "## Decoding with an n-gram LM", "", *lm_table(results)]
+    if "openvino" in results.benchmark.get("runtimes", {}):
+        lines += ["", "## Two runtimes, and the distance to the machine's peak", "", *runtime_table(results)]
     lines += ["", "## Examples (dev, as the study's section 6.4)", ""]
     for v in (results.reference, "static_int8"):
         if v in results.variants:
@@ -266,6 +268,56 @@ def figure_captions(results: Results) -> dict[str, str]:
             f"Relative dev CER change, only this layer or all but it int8; {subset} dev utterances, {decoder}"
         ),
     }
+
+
+def _timed(row: dict[str, Any] | None) -> str:
+    """A latency cell: p50 ms, speed-up against ORT fp32 with its 95% interval."""
+    if not row:
+        return "-"
+    low, high = row.get("speedup_ci95", [float("nan")] * 2)
+    return f"{row['latency_ms_p50']:.1f} ({row['speedup_vs_fp32']:.2f}x [{low:.2f}, {high:.2f}])"
+
+
+def _share(row: dict[str, Any] | None) -> str:
+    return f"{row['share_of_peak']:.0%}" if row and "share_of_peak" in row else "-"
+
+
+def runtime_table(results: Results) -> list[str]:
+    """Every variant in ONNX Runtime and OpenVINO at the headline configuration: latency with
+    its speed-up interval, the share of the one-core GEMM peak, and the precision OpenVINO's
+    convolutions ran in; then the bf16 row and what was skipped."""
+    openvino = results.benchmark["runtimes"]["openvino"]
+    peak = results.benchmark["hardware"].get("one_core_gemm", {})
+    aa = [entry["aa_ratio"] for entry in results.benchmark.get("controls", {}).get("aa", {}).values()]
+    version = str(openvino["version"]).split("-")[0]
+    lines = [
+        f"Batch 1, 10 s of audio, 1 thread, on {machine_words(results)}; OpenVINO {version} "
+        "at f32 inference precision (int8 files run int8). Cells: p50 ms (speed-up against ONNX Runtime "
+        "fp32, 95% interval over rounds). Share of peak: the time ONNX Runtime's own one-core GEMM "
+        f"({peak.get('fp32_gmacs', '-')} GMAC/s fp32, {peak.get('int8_gmacs', '-')} GMAC/s uint8 x int8) "
+        "would need for the call's multiply-accumulates, over the measured time; above 100%: faster "
+        "than that GEMM (OpenVINO's oneDNN convolutions can be)."
+        + (
+            f" A/A control (fp32 against itself) over every configuration: {min(aa):.3f} to {max(aa):.3f}."
+            if aa
+            else ""
+        ),
+        "",
+        "| variant | ONNX Runtime | share of peak | OpenVINO | share of peak | OpenVINO convolutions |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = openvino["rows"]
+    for variant in [*results.variants, *[name for name in rows if name not in results.variants]]:
+        ours = results.timing(variant) or None
+        theirs = rows.get(variant, {})
+        timing = theirs.get("latency", {}).get(HEADLINE)
+        kernels = ", ".join(f"{count} {kind.split(':')[1]}" for kind, count in theirs.get("kernels", {}).items())
+        lines.append(
+            f"| {variant} | {_timed(ours)} | {_share(ours)} | {_timed(timing)} | {_share(timing)} | {kernels or '-'} |"
+        )
+    for name, reason in openvino.get("skipped", {}).items():
+        lines.append(f"| {name} | | | skipped: {reason} | | |")
+    return lines
 
 
 def study_table(results: Results) -> list[str]:
