@@ -71,15 +71,24 @@ class BenchmarkOptions(Checked):
         if "onnxruntime" not in self.runtimes:
             raise ValueError("runtimes must include onnxruntime: every ratio is taken to its fp32 session")
 
+    @property
+    def middle_seconds(self) -> float:
+        """The audio length of the batch sweep."""
+        return sorted(self.seconds)[len(self.seconds) // 2]
+
     def configurations(self) -> list[tuple[int, float]]:
         """(batch, seconds): the batch sweep at the middle length, the length sweep at batch 1."""
-        middle = sorted(self.seconds)[len(self.seconds) // 2]
-        pairs = [(batch, middle) for batch in self.batches] + [(1, seconds) for seconds in self.seconds]
+        pairs = [(batch, self.middle_seconds) for batch in self.batches] + [(1, seconds) for seconds in self.seconds]
         return sorted(set(pairs))
 
 
 def thread_count(threads: int) -> int:
     return threads or os.cpu_count() or 1
+
+
+def configuration_key(batch: int, seconds: float, threads: int) -> str:
+    """How ``metrics/benchmark.json`` names a configuration, e.g. ``batch1_10s_1thread``."""
+    return f"batch{batch}_{seconds:g}s_{'all' if threads == 0 else threads}thread"
 
 
 def hardware_stamp(cpuinfo: str | None = None) -> dict[str, Any]:
@@ -144,17 +153,15 @@ def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndar
 
 def openvino_runner(
     path: Path, threads: int, precision: str
-) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float, dict[str, int]]:
+) -> tuple[Callable[[np.ndarray, np.ndarray], Any], dict[str, int]]:
     """The ONNX file compiled by OpenVINO's CPU plugin at ``precision`` (f32 or bf16; int8 QDQ
-    files run as int8 either way), the seconds compiling took, and its convolutions counted by
-    the precision they run in (from the compiled model, not from the CPU's flags)."""
+    files run as int8 either way), and its convolutions counted by the precision they run in
+    (from the compiled model, not from the CPU's flags)."""
     import openvino
 
     core = openvino.Core()
     config = {"INFERENCE_NUM_THREADS": thread_count(threads), "PERFORMANCE_HINT": "LATENCY"}
-    started = time.perf_counter()
     compiled = core.compile_model(core.read_model(str(path)), "CPU", {**config, "INFERENCE_PRECISION_HINT": precision})
-    created = time.perf_counter() - started
     request = compiled.create_infer_request()
     kernels: dict[str, int] = {}
     for op in compiled.get_runtime_model().get_ordered_ops():
@@ -162,7 +169,7 @@ def openvino_runner(
         if info["layerType"].astype(str) == "Convolution":
             kind = f"Convolution:{info['runtimePrecision'].astype(str)}"
             kernels[kind] = kernels.get(kind, 0) + 1
-    return (lambda features, lengths: request.infer({"features": features, "lengths": lengths})), created, kernels
+    return (lambda features, lengths: request.infer({"features": features, "lengths": lengths})), kernels
 
 
 def openvino_rows(
@@ -185,7 +192,7 @@ def openvino_rows(
         if name in info["skipped"]:
             continue
         try:
-            runners[OPENVINO + name], _, info["kernels"][name] = openvino_runner(path, threads, precision)
+            runners[OPENVINO + name], info["kernels"][name] = openvino_runner(path, threads, precision)
         except RuntimeError as error:
             info["skipped"][name] = str(error).strip().splitlines()[0][:300]
             tqdm.write(f"warning: OpenVINO cannot run {name}, skipped: {info['skipped'][name]}")
@@ -355,7 +362,7 @@ def run_benchmark(
             session_seconds.setdefault(PYTORCH, round(created, 4))
         features, lengths = benchmark_inputs(store, batch, seconds)
         times = time_interleaved(runners, features, lengths, options.rounds, options.warmup)
-        key = f"batch{batch}_{seconds:g}s_{'all' if threads == 0 else threads}thread"
+        key = configuration_key(batch, seconds, threads)
         if threads == 1:
             one_thread[key] = (batch, features.shape[1])
         reference = times[REFERENCE]
@@ -368,7 +375,7 @@ def run_benchmark(
             else:
                 latency.setdefault(name, {})[key] = summary
 
-    memory_batch, memory_seconds = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
+    memory_batch, memory_seconds = max(options.batches), options.middle_seconds
     fp32_size = size_mb(paths[REFERENCE])
     # Measured again after the timing, keeping the faster: a neighbour's burst lowers a peak
     # only while it lasts, and a low peak would flatter every share.
@@ -393,12 +400,12 @@ def run_benchmark(
     if "openvino" in options.runtimes:
         metrics["runtimes"] = {"openvino": openvino_metrics(latency, openvino_info)}
     metrics["memory_measured_at"] = f"batch {memory_batch}, {memory_seconds:g} s, all threads"
-    middle = sorted(options.seconds)[len(options.seconds) // 2]
+    middle = options.middle_seconds
     rows = [
         {
             "batch": batch,
             **{
-                name: per_key[f"batch{batch}_{middle:g}s_1thread"]["latency_ms_p50"]
+                name: per_key[configuration_key(batch, middle, 1)]["latency_ms_p50"]
                 for name, per_key in latency.items()
             },
         }
@@ -422,12 +429,12 @@ def shares_of_peak(
     """Adds ``share_of_peak`` to the rows of the one-thread configurations (``one_thread``: key ->
     batch and input frames) whose layers' precisions are known; not the bf16 row, as no bf16
     peak is measured."""
-    for name, per_key in latency.items():
-        for key, (batch, frames) in one_thread.items():
+    for key, (batch, frames) in one_thread.items():
+        macs = macs_of(frames)  # once per configuration: it reads the model's weight shapes
+        for name, per_key in latency.items():
             if name in float_layers and key in per_key:
                 per_utterance = per_key[key]["latency_ms_p50"] / 1000 / batch
-                share = share_of_peak(macs_of(frames), float_layers[name], per_utterance, peak)
-                per_key[key]["share_of_peak"] = round(share, 3)
+                per_key[key]["share_of_peak"] = round(share_of_peak(macs, float_layers[name], per_utterance, peak), 3)
 
 
 def thread_checks(latency: dict[str, dict[str, dict]], options: BenchmarkOptions) -> dict[str, Any]:
@@ -435,8 +442,8 @@ def thread_checks(latency: dict[str, dict[str, dict]], options: BenchmarkOptions
     sign of threads fighting each other rather than sharing the work."""
     if not {1, 0} <= set(options.threads):
         return {}
-    batch, middle = max(options.batches), sorted(options.seconds)[len(options.seconds) // 2]
-    one, every = f"batch{batch}_{middle:g}s_1thread", f"batch{batch}_{middle:g}s_allthread"
+    batch, middle = max(options.batches), options.middle_seconds
+    one, every = configuration_key(batch, middle, 1), configuration_key(batch, middle, 0)
     gains = {
         name: round(per_key[one]["latency_ms_p50"] / per_key[every]["latency_ms_p50"], 3)
         for name, per_key in latency.items()
