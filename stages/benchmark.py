@@ -32,7 +32,7 @@ def main() -> None:
     metrics, rows = run_benchmark(options, paths, args.checkpoint, Store(args.features), float_layers)
     write_json(args.metrics, metrics)
     write_csv(args.plot, rows)
-    print("\n".join(headline_lines({name: v["latency"] for name, v in metrics["variants"].items()})))
+    print("\n".join(headline_lines(metrics, options)))
     print("\n".join(control_lines(metrics["controls"])))
 
 

@@ -24,9 +24,12 @@ def main() -> None:
     options = build(CompareOptions, section(params, "compare"), "compare")
     variants, splits = list(section(params, "quant")["variants"]), list(section(params, "eval")["splits"])
     metrics = {v: json.loads((args.metrics_dir / f"{v}.json").read_text(encoding="utf-8")) for v in variants}
+    skipped = {v: m["skipped"] for v, m in metrics.items() if "skipped" in m}  # not runnable on this machine
+    variants = [v for v in variants if v not in skipped]
     scored = {(v, s): Scored.read(args.plots_dir / v / f"{s}.csv") for v in variants for s in splits}
     summary, bars = compare_variants(metrics, scored, variants, splits, options)
-    markdown = evaluation_markdown(summary, scored, variants, splits, options.reference)
+    summary.update({v: {"skipped": reason} for v, reason in skipped.items()})
+    markdown = evaluation_markdown(summary, scored, variants, splits, options.reference, skipped)
     write_json(args.output, summary)
     write_csv(args.cer_plot, bars)
     write_text(args.report, markdown)

@@ -9,6 +9,7 @@ from speechquant.decode import Decoder, DecoderOptions
 from speechquant.errors import exit_on_user_error
 from speechquant.evaluate import LM_LEVELS, EvalOptions, evaluate_split, result_rows, summary_line, what_to_evaluate
 from speechquant.fileio import write_csv, write_json
+from speechquant.openvino_session import NotRunnableHere
 from speechquant.params import build, load_params, section
 from speechquant.store import Store
 
@@ -36,13 +37,19 @@ def main() -> None:
     options = build(EvalOptions, section(params, "eval"), "eval")
     decoder = Decoder(decoding, args.lm_dir / f"{decoding.lm}.arpa" if decoding.lm != "none" else None)
     model = args.models_dir / f"{args.variant}.onnx"
-    metrics = {}
-    for split in options.splits:
-        split_metrics, results = evaluate_split(model, Store(args.features / split), decoder, options, split)
-        metrics[split] = split_metrics
-        write_csv(plots_dir / name / f"{split}.csv", result_rows(results))
-        print(summary_line(name, split, split_metrics))
-    write_json(metrics_dir / f"{name}.json", {"decoder": asdict(decoding), **metrics})
+    metrics: dict = {"decoder": asdict(decoding)}
+    try:
+        for split in options.splits:
+            split_metrics, results = evaluate_split(model, Store(args.features / split), decoder, options, split)
+            metrics[split] = split_metrics
+            write_csv(plots_dir / name / f"{split}.csv", result_rows(results))
+            print(summary_line(name, split, split_metrics))
+    except NotRunnableHere as error:  # e.g. bf16 on a CPU without it: said, and the other variants go on
+        metrics = {"decoder": metrics["decoder"], "skipped": str(error)}
+        for split in options.splits:
+            write_csv(plots_dir / name / f"{split}.csv", [])
+        print(f"{name}: skipped, {error}")
+    write_json(metrics_dir / f"{name}.json", metrics)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
         assert kernels.get("ConvInteger") == 11 - len(keep_float)
     else:
         assert kernels == {"Conv": 11}
-    float_layers = list(LAYER_NAMES) if variant in ("fp32", "fp16") else ["conv0"] if "semi" in variant else []
+    float_layers = list(LAYER_NAMES) if variant in ("fp32", "fp16", "bf16") else ["conv0"] if "semi" in variant else []
     assert metrics["float_layers"] == float_layers
     assert open_model(output).card == card  # the front-end's metadata survives quantization
     if variant == "static_int8":

@@ -32,20 +32,21 @@ from tqdm import tqdm
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
+from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
 from speechquant.params import Checked, limits
-from speechquant.peak import gemm_gmacs, layer_macs, share_of_peak
-from speechquant.runtime import session
+from speechquant.peak import gemm_runner, gmacs, layer_macs, share_of_peak
+from speechquant.runtime import RUNTIMES, RunsIn, open_model, runs_in, session
 from speechquant.store import Store
 
 # The row of the PyTorch checkpoint run eagerly in fp32, timed beside the ONNX variants.
 PYTORCH = "pytorch_fp32"
 # The A/A control: the reference model as a second, separate session.
 AA_CONTROL = "fp32_again"
+# ONNX Runtime's one-core GEMMs, timed in the one-thread rounds: the peak each share is taken to.
+GEMMS = {"gemm_fp32": ("fp32_gmacs", False), "gemm_int8": ("int8_gmacs", True)}
 BOOTSTRAP_SAMPLES = 1000
 
-RUNTIMES = ("onnxruntime", "openvino")
 OPENVINO = "openvino:"  # the prefix of an OpenVINO row's name while it is timed
-BF16_ROW = "fp32_bf16"  # the fp32 model run by OpenVINO at bf16 inference precision
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 
@@ -60,8 +61,8 @@ class BenchmarkOptions(Checked):
     rounds: int = field(default=6, metadata=limits(1, 10_000))
     warmup: int = field(default=1, metadata=limits(0, 10_000))
     pytorch: bool = True  # time the PyTorch eager fp32 model as a reference row
-    # Runtimes every ONNX variant is timed in, side by side; openvino adds a bf16 row of the
-    # fp32 model on CPUs with native bf16.
+    # Runtimes every ONNX Runtime variant is timed in, side by side. A variant made for
+    # OpenVINO (bf16) is timed in it alone, as its own row, whatever this says.
     runtimes: tuple[str, ...] = field(default=RUNTIMES, metadata=limits(choices=RUNTIMES))
 
     def __post_init__(self) -> None:
@@ -153,65 +154,52 @@ def onnx_runner(path: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndar
 
 def openvino_runner(
     path: Path, threads: int, precision: str
-) -> tuple[Callable[[np.ndarray, np.ndarray], Any], dict[str, int]]:
+) -> tuple[Callable[[np.ndarray, np.ndarray], Any], dict[str, dict[str, int]]]:
     """The ONNX file compiled by OpenVINO's CPU plugin at ``precision`` (f32 or bf16; int8 QDQ
-    files run as int8 either way), and its convolutions counted by the precision they run in
-    (from the compiled model, not from the CPU's flags)."""
-    import openvino
-
-    core = openvino.Core()
-    config = {"INFERENCE_NUM_THREADS": thread_count(threads), "PERFORMANCE_HINT": "LATENCY"}
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {**config, "INFERENCE_PRECISION_HINT": precision})
-    request = compiled.create_infer_request()
-    kernels: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        if info["layerType"].astype(str) == "Convolution":
-            kind = f"Convolution:{info['runtimePrecision'].astype(str)}"
-            kernels[kind] = kernels.get(kind, 0) + 1
-    return (lambda features, lengths: request.infer({"features": features, "lengths": lengths})), kernels
+    files run as int8 either way), and its convolutions counted by the precision and primitive
+    they run in (from the compiled model, not from the CPU's flags)."""
+    model = OpenVinoSession(path, thread_count(threads), precision)
+    return (lambda features, lengths: model.run(None, {"features": features, "lengths": lengths})), model.kernels
 
 
 def openvino_rows(
-    paths: dict[str, Path], threads: int, hardware: dict[str, Any], info: dict[str, Any]
+    paths: dict[str, Path], threads: int, info: dict[str, Any]
 ) -> dict[str, Callable[[np.ndarray, np.ndarray], Any]]:
-    """OpenVINO's runner for every variant it compiles, at f32 inference precision so that its
-    fp32 row does the same arithmetic as ONNX Runtime's (int8 files run int8 either way), and
-    the bf16 row where the CPU has native bf16. What cannot run is skipped, with its reason in
-    ``info`` and one line on the output, and the others still run."""
+    """OpenVINO's runner for every ONNX Runtime variant it compiles, at f32 inference precision
+    so that its fp32 row does the same arithmetic as ONNX Runtime's (int8 files run int8 either
+    way). What cannot run is skipped, with its reason in ``info`` and one line on the output,
+    and the others still run."""
     import openvino
 
     info["version"] = openvino.__version__
-    jobs = [(variant, path, "f32") for variant, path in paths.items()]
-    if has_native_bf16(hardware):
-        jobs.append((BF16_ROW, paths[REFERENCE], "bf16"))
-    else:
-        info["skipped"][BF16_ROW] = f"this CPU has no native bf16 ({hardware['isa']})"
     runners = {}
-    for name, path, precision in jobs:
+    for name, path in paths.items():
         if name in info["skipped"]:
             continue
         try:
-            runners[OPENVINO + name], info["kernels"][name] = openvino_runner(path, threads, precision)
-        except RuntimeError as error:
-            info["skipped"][name] = str(error).strip().splitlines()[0][:300]
-            tqdm.write(f"warning: OpenVINO cannot run {name}, skipped: {info['skipped'][name]}")
+            runners[OPENVINO + name], info["kernels"][name] = openvino_runner(path, threads, "f32")
+        except NotRunnableHere as error:
+            info["skipped"][name] = str(error)
+            tqdm.write(f"warning: OpenVINO cannot run {name}, skipped: {error}")
     return runners
 
 
 def openvino_metrics(latency: dict[str, dict[str, dict]], info: dict[str, Any]) -> dict[str, Any]:
-    """The OpenVINO rows apart from ONNX Runtime's: per variant its latency and the precision
-    its convolutions ran in; and what was skipped, with why."""
+    """The OpenVINO rows apart from ONNX Runtime's: per variant its latency and the precision and
+    primitive its convolutions ran in; what was skipped, with why; and whether any convolution
+    ran on AMX, read from the primitives oneDNN chose."""
     rows = {
-        name.removeprefix(OPENVINO): {"kernels": info["kernels"][name.removeprefix(OPENVINO)], "latency": per_key}
+        name.removeprefix(OPENVINO): {**info["kernels"][name.removeprefix(OPENVINO)], "latency": per_key}
         for name, per_key in latency.items()
         if name.startswith(OPENVINO)
     }
-    return {"version": info.get("version"), "rows": rows, "skipped": info["skipped"]}
-
-
-def has_native_bf16(hardware: dict[str, Any]) -> bool:
-    return bool(hardware["flags"].get("avx512_bf16") or hardware["flags"].get("amx_bf16"))
+    primitives = {primitive for kernels in info["kernels"].values() for primitive in kernels["primitives"]}
+    return {
+        "version": info.get("version"),
+        "rows": rows,
+        "skipped": info["skipped"],
+        "amx_used": any("amx" in primitive for primitive in primitives),
+    }
 
 
 def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray, np.ndarray], Any], float]:
@@ -258,15 +246,14 @@ def time_interleaved(
     return times
 
 
-def ratio_interval(reference: list[float], variant: list[float], seed: int = 0) -> list[float]:
-    """95% interval of median(reference) / median(variant) over rounds resampled in pairs (the
-    two were timed in the same rounds, so a slow round slows both)."""
-    rng = np.random.default_rng(seed)
-    ours, theirs = np.asarray(reference), np.asarray(variant)
-    picks = rng.integers(0, len(ours), size=(BOOTSTRAP_SAMPLES, len(ours)))
-    ratios = np.median(ours[picks], axis=1) / np.median(theirs[picks], axis=1)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return [round(float(low), 3), round(float(high), 3)]
+def paired_speedup(reference: list[float], variant: list[float], seed: int = 0) -> tuple[float, list[float]]:
+    """The median over rounds of reference / variant time within each round, and its 95% interval
+    from rounds resampled. Within a round the two ran seconds apart, so a neighbour's burst
+    slows both; a ratio of the two medians would pair a quiet round's time with a busy one's."""
+    ratios = np.asarray(reference) / np.asarray(variant)
+    picks = np.random.default_rng(seed).integers(0, len(ratios), size=(BOOTSTRAP_SAMPLES, len(ratios)))
+    low, high = np.percentile(np.median(ratios[picks], axis=1), [2.5, 97.5])
+    return round(float(np.median(ratios)), 3), [round(float(low), 3), round(float(high), 3)]
 
 
 def latency_summary(times: list[float], batch: int, seconds: float) -> dict[str, float]:
@@ -282,8 +269,8 @@ def _peak_memory_child(path: str, threads: int, batch: int, seconds: float, stor
     """Runs in a fresh interpreter: one batch through the model (none when ``path`` is empty)."""
     inputs = benchmark_inputs(Store(store_path), batch, seconds)
     if path:
-        run, _ = onnx_runner(Path(path), threads)
-        run(*inputs)
+        model = open_model(Path(path), thread_count(threads)).session  # in the runtime the file names
+        model.run(None, {"features": inputs[0], "lengths": inputs[1]})
     print(_peak_rss_kb())
 
 
@@ -335,14 +322,20 @@ def run_benchmark(
     its share of the machine's measured one-core peak (``peak.py``) in the one-thread rows."""
     if REFERENCE not in paths:
         raise UserError(f"the benchmark needs {REFERENCE!r} in quant.variants: every ratio is taken to it")
-    peak = one_core_peak()
-    hardware = {**hardware_stamp(), "threads_all": thread_count(0), "one_core_gemm": peak}
+    made_for = {variant: runs_in(path) for variant, path in paths.items()}
+    in_ort = {variant: path for variant, path in paths.items() if made_for[variant] == RunsIn()}
+    own_runtime = {variant: path for variant, path in paths.items() if variant not in in_ort}  # bf16
+    hardware = {**hardware_stamp(), "threads_all": thread_count(0)}
+    peaks: dict[str, dict[str, float]] = {}  # per one-thread configuration, measured in its rounds
     openvino_info: dict[str, Any] = {"kernels": {}, "skipped": {}}
-    all_float = {
+    not_run: dict[str, str] = {}  # variants made for a runtime or precision this machine cannot run
+    kernels: dict[str, dict] = {}  # what the convolutions of those made for OpenVINO ran in
+    in_ort_float = {variant: layers for variant, layers in float_layers.items() if variant in in_ort}
+    all_float = {  # no bf16 peak is measured, so the bf16 variant has no share of one
         PYTORCH: list(LAYER_NAMES),
         AA_CONTROL: list(LAYER_NAMES),
-        **float_layers,
-        **{OPENVINO + variant: layers for variant, layers in float_layers.items()},
+        **in_ort_float,
+        **{OPENVINO + variant: layers for variant, layers in in_ort_float.items()},
     }
     latency: dict[str, dict[str, dict]] = {}
     controls: dict[str, dict[str, Any]] = {}
@@ -351,25 +344,36 @@ def run_benchmark(
     steps = [(t, b, s) for t in options.threads for b, s in options.configurations()]
     for threads, batch, seconds in tqdm(steps, desc="benchmark"):
         runners = {}
-        for variant, path in paths.items():
+        for variant, path in in_ort.items():
             runners[variant], created = onnx_runner(path, threads)
             session_seconds.setdefault(variant, round(created, 4))
         runners[AA_CONTROL], _ = onnx_runner(paths[REFERENCE], threads)
+        for variant, path in own_runtime.items():
+            if variant not in not_run:
+                try:
+                    started = time.perf_counter()
+                    runners[variant], kernels[variant] = openvino_runner(path, threads, made_for[variant].precision)
+                    session_seconds.setdefault(variant, round(time.perf_counter() - started, 4))
+                except NotRunnableHere as error:
+                    not_run[variant] = str(error)
+                    tqdm.write(f"warning: {variant} skipped: {error}")
         if "openvino" in options.runtimes:
-            runners.update(openvino_rows(paths, threads, hardware, openvino_info))
+            runners.update(openvino_rows(in_ort, threads, openvino_info))
         if options.pytorch:
             runners[PYTORCH], created = pytorch_runner(checkpoint, threads)
             session_seconds.setdefault(PYTORCH, round(created, 4))
+        if threads == 1:
+            runners.update({name: gemm_runner(integer) for name, (_, integer) in GEMMS.items()})
         features, lengths = benchmark_inputs(store, batch, seconds)
         times = time_interleaved(runners, features, lengths, options.rounds, options.warmup)
         key = configuration_key(batch, seconds, threads)
         if threads == 1:
             one_thread[key] = (batch, features.shape[1])
+            peaks[key] = {rate: round(gmacs(min(times.pop(name))), 1) for name, (rate, _) in GEMMS.items()}
         reference = times[REFERENCE]
         for name, values in times.items():
             summary = latency_summary(values, batch, seconds)
-            summary["speedup_vs_fp32"] = round(float(np.median(reference) / np.median(values)), 3)
-            summary["speedup_ci95"] = ratio_interval(reference, values)
+            summary["speedup_vs_fp32"], summary["speedup_ci95"] = paired_speedup(reference, values)
             if name == AA_CONTROL:
                 controls[key] = {"aa_ratio": summary["speedup_vs_fp32"], "aa_ci95": summary["speedup_ci95"]}
             else:
@@ -377,18 +381,23 @@ def run_benchmark(
 
     memory_batch, memory_seconds = max(options.batches), options.middle_seconds
     fp32_size = size_mb(paths[REFERENCE])
-    # Measured again after the timing, keeping the faster: a neighbour's burst lowers a peak
-    # only while it lasts, and a low peak would flatter every share.
-    peak.update({key: max(value, peak[key]) for key, value in one_core_peak().items()})
-    shares_of_peak(latency, one_thread, all_float, peak, lambda frames: layer_macs(paths[REFERENCE], frames))
+    shares_of_peak(latency, one_thread, all_float, peaks, lambda frames: layer_macs(paths[REFERENCE], frames))
+    if peaks:  # the best each GEMM did in any configuration; each share uses its own configuration's
+        hardware["one_core_gemm"] = {rate: max(peak[rate] for peak in peaks.values()) for rate, _ in GEMMS.values()}
+        hardware["one_core_gemm_by_configuration"] = peaks
     metrics: dict[str, Any] = {
         "hardware": hardware,
         "controls": {"aa": controls, **thread_checks(latency, options)},
         "variants": {},
     }
     for variant, path in tqdm(paths.items(), desc="peak memory"):
+        if variant in not_run:
+            metrics["variants"][variant] = {"size_mb": round(size_mb(path), 3), "skipped": not_run[variant]}
+            continue
         memory = peak_memory_mb(path, 0, memory_batch, memory_seconds, store)
         metrics["variants"][variant] = {
+            "runs_in": f"{made_for[variant].runtime} {made_for[variant].precision}",
+            **({"openvino_kernels": kernels[variant]} if variant in kernels else {}),
             "size_mb": round(size_mb(path), 3),
             "size_ratio_vs_fp32": round(fp32_size / size_mb(path), 3),
             "session_seconds": session_seconds[variant],
@@ -415,26 +424,23 @@ def run_benchmark(
     return metrics, rows
 
 
-def one_core_peak() -> dict[str, float]:
-    return {"fp32_gmacs": round(gemm_gmacs(integer=False), 1), "int8_gmacs": round(gemm_gmacs(integer=True), 1)}
-
-
 def shares_of_peak(
     latency: dict[str, dict[str, dict]],
     one_thread: dict[str, tuple[int, int]],
     float_layers: dict[str, list[str]],
-    peak: dict[str, float],
+    peaks: dict[str, dict[str, float]],
     macs_of: Callable[[int], dict[str, int]],
 ) -> None:
     """Adds ``share_of_peak`` to the rows of the one-thread configurations (``one_thread``: key ->
-    batch and input frames) whose layers' precisions are known; not the bf16 row, as no bf16
-    peak is measured."""
+    batch and input frames) whose layers' precisions are known, against the GEMM rates timed in
+    the same configuration's rounds; not the bf16 variant's, as no bf16 peak is measured."""
     for key, (batch, frames) in one_thread.items():
         macs = macs_of(frames)  # once per configuration: it reads the model's weight shapes
         for name, per_key in latency.items():
             if name in float_layers and key in per_key:
                 per_utterance = per_key[key]["latency_ms_p50"] / 1000 / batch
-                per_key[key]["share_of_peak"] = round(share_of_peak(macs, float_layers[name], per_utterance, peak), 3)
+                share = share_of_peak(macs, float_layers[name], per_utterance, peaks[key])
+                per_key[key]["share_of_peak"] = round(share, 3)
 
 
 def thread_checks(latency: dict[str, dict[str, dict]], options: BenchmarkOptions) -> dict[str, Any]:
@@ -452,17 +458,19 @@ def thread_checks(latency: dict[str, dict[str, dict]], options: BenchmarkOptions
     return {f"all_cores_gain_{one.removesuffix('_1thread')}": gains}
 
 
-def headline_lines(latency: dict[str, dict[str, dict]]) -> list[str]:
-    """One line per variant at batch 1, one thread, the shortest configuration the sweep holds."""
+def headline_lines(metrics: dict[str, Any], options: BenchmarkOptions) -> list[str]:
+    """One line per variant at batch 1, one thread and the longest audio (the summary's headline
+    configuration), or why it was not timed."""
+    headline = configuration_key(1, max(options.seconds), 1)
     lines = []
-    headline = next((k for k in latency[REFERENCE] if k.startswith("batch1_") and k.endswith("_1thread")), None)
-    for name, per_key in latency.items():
-        if headline and headline in per_key:
-            row = per_key[headline]
+    for name, entry in metrics["variants"].items():
+        row = entry.get("latency", {}).get(headline)
+        if "skipped" in entry:
+            lines.append(f"{name:>20}: skipped, {entry['skipped']}")
+        elif row:
             share = f", {row['share_of_peak']:.0%} of the one-core peak" if "share_of_peak" in row else ""
             speed = f"{row['latency_ms_p50']:9.2f} ms p50 ({headline}), {row['speedup_vs_fp32']:.2f}x fp32"
             lines.append(f"{name:>20}: {speed}{share}")
-
     return lines
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from speechquant.decode import LMS, MAX_BEAM, METHODS, Decoder, DecoderOptions
 from speechquant.errors import UserError, exit_on_user_error
-from speechquant.runtime import open_model
+from speechquant.runtime import RUNTIMES, open_model
 from speechquant.text import NUM_CLASSES
 from speechquant.transcribe import ChunkOptions, Transcriber
 
@@ -44,7 +44,12 @@ def parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--lm-path", type=Path, help="the ARPA file of --lm (default models/lm/<lm>.arpa)")
     transcribe.add_argument("--lm-weight", type=float, default=defaults.lm_weight)
     transcribe.add_argument("--word-score", type=float, default=defaults.word_score)
-    transcribe.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    transcribe.add_argument("--threads", type=int, default=1, help="the runtime's threads")
+    transcribe.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        help="run the model in this runtime (default: the one its file names; onnxruntime unless it is bf16)",
+    )
     transcribe.add_argument("--chunk-seconds", type=float, default=ChunkOptions.chunk_seconds)
     transcribe.add_argument("--context-seconds", type=float, default=ChunkOptions.context_seconds)
     return main
@@ -90,7 +95,8 @@ def transcribe(args: argparse.Namespace) -> int:
     """Transcribe every file; one bad file is named on stderr and the others go on."""
     decoding, chunks = _options(args)
     lm_path = args.lm_path or (Path("models/lm") / f"{args.lm}.arpa" if args.lm != "none" else None)
-    transcriber = Transcriber(open_model(args.model, args.threads), _ready_decoder(decoding, lm_path), chunks)
+    model = open_model(args.model, args.threads, args.runtime)
+    transcriber = Transcriber(model, _ready_decoder(decoding, lm_path), chunks)
     status = EXIT_OK
     for path in args.audio:
         try:

@@ -105,7 +105,7 @@ def evaluate_split(
     model_path: Path, store: Store, decoder: Decoder, options: EvalOptions, name: str | None = None
 ) -> tuple[dict[str, Any], list[UtteranceResult]]:
     """Metrics of one split and the per-utterance results behind them."""
-    model = open_model(model_path, threads=1)
+    model = open_model(model_path, threads=1, concurrent=options.worker_count())
     model.check_features(store)
     batch_size = 1 if batch_dependent(model_path) else options.batch_size
     progress = name and f"{name} model"

@@ -11,7 +11,9 @@ strides and paddings. Their ratio is the share of the peak a variant reaches.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -42,8 +44,10 @@ def _gemm_model(integer: bool, size: int) -> bytes:
     return model.SerializeToString()
 
 
-def gemm_gmacs(integer: bool, size: int = GEMM_SIZE, rounds: int = GEMM_ROUNDS) -> float:
-    """Billions of multiply-accumulates per second of ONNX Runtime's GEMM on one thread (best round)."""
+def gemm_runner(integer: bool, size: int = GEMM_SIZE) -> Callable[..., Any]:
+    """One call of ONNX Runtime's GEMM on one thread, taking (and ignoring) a model's inputs, so
+    that the benchmark times it in the same interleaved rounds as the variants: a peak measured
+    apart, in a quiet or a busy moment, would flatter or shame every share."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
@@ -51,13 +55,24 @@ def gemm_gmacs(integer: bool, size: int = GEMM_SIZE, rounds: int = GEMM_ROUNDS) 
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (size, size), dtype=np.uint8) if integer else rng.standard_normal((size, size))
     feed = {"a": a if integer else a.astype(np.float32)}
-    session.run(None, feed)  # warm-up: packing and first-touch
+    return lambda *_: session.run(None, feed)
+
+
+def gmacs(seconds: float, size: int = GEMM_SIZE) -> float:
+    """The rate of one size x size x size GEMM call that took ``seconds``."""
+    return size**3 / seconds / 1e9
+
+
+def gemm_gmacs(integer: bool, size: int = GEMM_SIZE, rounds: int = GEMM_ROUNDS) -> float:
+    """Billions of multiply-accumulates per second of ONNX Runtime's GEMM on one thread (best round)."""
+    run = gemm_runner(integer, size)
+    run()  # warm-up: packing and first-touch
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
-        session.run(None, feed)
+        run()
         best = min(best, time.perf_counter() - started)
-    return size**3 / best / 1e9
+    return gmacs(best, size)
 
 
 def layer_macs(model_path: Path, input_frames: int) -> dict[str, int]:

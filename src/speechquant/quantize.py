@@ -21,7 +21,7 @@ from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import atomic_path
 from speechquant.params import Checked, limits
-from speechquant.runtime import load_onnx
+from speechquant.runtime import RunsIn, load_onnx
 from speechquant.store import Store
 from speechquant.variants import VARIANTS, float_layers, recipe_for
 
@@ -108,8 +108,9 @@ def quantize(
                 # Ranges of every conv tensor, reused by later calls (the sensitivity search).
                 calibration_cache_path=calibration_cache,
             )
-        if recipe.kind != "float":
-            set_metadata(temporary, metadata)
+        runs_in = recipe.runs_in.metadata() if recipe.runs_in != RunsIn() else {}  # ORT at f32 goes unsaid
+        if recipe.kind != "float" or runs_in:
+            set_metadata(temporary, {**metadata, **runs_in})
     return keep_float, measured
 
 

@@ -1,6 +1,8 @@
 """The variants a model is made into, and the one rule for which layers each keeps in float.
 
 - ``fp32``: the export as it is; ``fp16``: fp16 weights and compute, float32 inputs/outputs.
+- ``bf16``: the fp32 file, marked to run in OpenVINO with bfloat16 float layers (CPUs with
+  native bf16 only: AVX-512 BF16 or AMX); ONNX Runtime's CPU kernels have no bf16 conv.
 - ``dynamic_int8``: the study's int8 — ONNX Runtime dynamic quantization of every conv
   with uint8 weights (ConvInteger); ``dynamic_int8_s8``: the same with ORT's default
   int8 weights; ``dynamic_semi_int8``: the study's semi-int8, conv0 kept in float.
@@ -17,26 +19,29 @@ Every int8 variant also keeps the layers in ``quant.exclude`` in float.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from onnxruntime.quantization import QuantType
 
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
+from speechquant.runtime import RunsIn
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a variant is made: ``kind`` is float, fp16, dynamic or static."""
+    """How a variant is made (``kind``: float, fp16, dynamic, static or qat) and what runs it."""
 
     kind: str
     weight_type: QuantType | None = None
     keep_float: tuple[str, ...] = ()
+    runs_in: RunsIn = field(default_factory=RunsIn)
 
 
 VARIANTS = {
     "fp32": Recipe("float"),
     "fp16": Recipe("fp16"),
+    "bf16": Recipe("float", runs_in=RunsIn("openvino", "bf16")),
     "dynamic_int8": Recipe("dynamic", QuantType.QUInt8),
     "dynamic_int8_s8": Recipe("dynamic", QuantType.QInt8),
     "dynamic_semi_int8": Recipe("dynamic", QuantType.QUInt8, ("conv0",)),

@@ -13,7 +13,8 @@ import onnx
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
-from speechquant.runtime import session
+from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
+from speechquant.runtime import open_model, session
 from speechquant.variants import recipe_for
 
 INT8_KERNELS = ("QLinearConv", "ConvInteger")
@@ -59,9 +60,10 @@ def check_kernels(variant: str, kernels: dict[str, str], keep_float: list[str]) 
         raise UserError(f"{variant}: layers {floating} run in float, but only {keep_float} should: {kernels}")
 
 
-def max_logprob_difference(reference: Path, variant: Path, inputs: list[dict[str, np.ndarray]]) -> float:
-    """Largest absolute log-probability difference between two models over the given inputs."""
-    first, second = session(reference), session(variant)
+def max_logprob_difference(reference: Path, variant: Any, inputs: list[dict[str, np.ndarray]]) -> float:
+    """Largest absolute log-probability difference between the reference file and ``variant``
+    (a session of either runtime) over the given inputs."""
+    first, second = session(reference), variant
     return max(
         float(np.abs(first.run(["log_probs"], feed)[0] - second.run(["log_probs"], feed)[0]).max()) for feed in inputs
     )
@@ -74,6 +76,14 @@ def report(
     kernels = conv_kernels(path)
     check_kernels(variant, kernels, keep_float)
     recipe = recipe_for(variant)
+    ran: dict[str, Any] = {"runs_in": f"{recipe.runs_in.runtime} {recipe.runs_in.precision}"}
+    try:
+        model = open_model(path)  # in the runtime and precision the file names
+        ran["max_abs_logprob_diff_vs_fp32"] = round(max_logprob_difference(reference, model.session, check_inputs), 6)
+        if isinstance(model.session, OpenVinoSession):
+            ran["openvino_kernels"] = model.session.kernels
+    except NotRunnableHere as error:  # a bf16 file on a CPU without bf16: made, not run here
+        ran.update(max_abs_logprob_diff_vs_fp32=None, not_run_here=str(error))
     return {
         "variant": variant,
         "size_mb": round(size_mb(path), 3),
@@ -82,7 +92,7 @@ def report(
         "weight_type": recipe.weight_type.name if recipe.weight_type is not None else recipe.kind,
         "conv_kernels": dict(Counter(kernels.values())),
         "float_layers": [layer for layer in LAYER_NAMES if kernels[layer] not in INT8_KERNELS],
-        "max_abs_logprob_diff_vs_fp32": round(max_logprob_difference(reference, path, check_inputs), 6),
+        **ran,
         "check_utterances": len(check_inputs),
         "session_loads": True,
     }
@@ -92,5 +102,6 @@ def summary_line(metrics: dict[str, Any]) -> str:
     return (
         f"{metrics['variant']}: {metrics['size_mb']} MB ({metrics['smaller_than_fp32']}x smaller), "
         f"kernels {metrics['conv_kernels']}, float layers {metrics['float_layers']}, "
-        f"max |log-prob diff| vs fp32 {metrics['max_abs_logprob_diff_vs_fp32']}"
+        f"runs in {metrics['runs_in']}, max |log-prob diff| vs fp32 {metrics['max_abs_logprob_diff_vs_fp32']}"
+        + (f" (not run: {metrics['not_run_here']})" if "not_run_here" in metrics else "")
     )

@@ -50,6 +50,7 @@ class Results:
     export: dict[str, Any]
     lm: dict[str, dict[str, Any]]  # "<variant>-<lm>" -> the evaluate_lm metrics
     sensitivity: dict[str, Any] | None
+    skipped: dict[str, str]  # variants this machine could not run (bf16 without native bf16), with why
 
     @classmethod
     def load(cls, root: Path, params: dict[str, Any]) -> Results:
@@ -57,19 +58,22 @@ class Results:
         eval_lm = params.get("eval_lm", {})
         lm_names = [f"{v}-{lm}" for v in eval_lm.get("variants", []) for lm in eval_lm.get("lms", [])]
         sensitivity = root / "metrics" / "sensitivity.json"
+        evaluation = {v: _load(root / "metrics" / "eval" / f"{v}.json") for v in variants}
+        skipped = {v: m["skipped"] for v, m in evaluation.items() if "skipped" in m}
         return cls(
             root=root,
-            variants=variants,
+            variants=[v for v in variants if v not in skipped],
             reference=params["compare"]["reference"],
             splits=list(params["eval"]["splits"]),
             bootstrap=CompareOptions(**params["compare"]),
-            evaluation={v: _load(root / "metrics" / "eval" / f"{v}.json") for v in variants},
+            evaluation=evaluation,
             compare=_load(root / "metrics" / "compare.json"),
             benchmark=_load(root / "metrics" / "benchmark.json"),
             train=_load(root / "metrics" / "train.json"),
             export=_load(root / "metrics" / "export.json"),
             lm={name: _load(root / "metrics" / "eval_lm" / f"{name}.json") for name in lm_names},
             sensitivity=_load(sensitivity) if sensitivity.exists() else None,
+            skipped=skipped,
         )
 
     def scored(self, folder: str, name: str, split: str) -> Scored:
@@ -195,6 +199,7 @@ def context_lines(results: Results) -> list[str]:
 def readme_block(results: Results) -> str:
     """The README's results section body, between its markers."""
     lines = [README_BEGIN, "", *context_lines(results), "", *variant_table(results, detailed=False), ""]
+    lines += skipped_lines(results.skipped)
     if results.lm:
         lines += ["Decoding with the n-gram LMs of the `lm` stage (`evaluate_lm`):", "", *lm_table(results), ""]
     return "\n".join([*lines, README_END])
@@ -227,6 +232,7 @@ def report_markdown(results: Results, figures: Path) -> str:
         "",
         *variant_table(results, detailed=True),
         "",
+        *skipped_lines(results.skipped),
         "## Against the study",
         "",
         *study_table(results),
@@ -309,14 +315,25 @@ def runtime_table(results: Results) -> list[str]:
     rows = openvino["rows"]
     for variant in [*results.variants, *[name for name in rows if name not in results.variants]]:
         ours = results.timing(variant) or None
-        theirs = rows.get(variant, {})
+        entry = results.benchmark["variants"].get(variant, {})
+        if "openvino_kernels" in entry:  # made for OpenVINO (bf16): its own row is OpenVINO's
+            ours, theirs = None, {**entry["openvino_kernels"], "latency": {HEADLINE: results.timing(variant)}}
+        else:
+            theirs = rows.get(variant, {})
         timing = theirs.get("latency", {}).get(HEADLINE)
-        kernels = ", ".join(f"{count} {kind.split(':')[1]}" for kind, count in theirs.get("kernels", {}).items())
+        kernels = ", ".join(f"{count} {kind.split(':')[1]}" for kind, count in theirs.get("precisions", {}).items())
         lines.append(
             f"| {variant} | {_timed(ours)} | {_share(ours)} | {_timed(timing)} | {_share(timing)} | {kernels or '-'} |"
         )
-    for name, reason in openvino.get("skipped", {}).items():
+    for name, reason in {**openvino.get("skipped", {}), **results.skipped}.items():
         lines.append(f"| {name} | | | skipped: {reason} | | |")
+    has_amx = results.benchmark["hardware"]["flags"].get("amx_int8")
+    amx = "used" if openvino.get("amx_used") else "not used" + ("" if has_amx else " (this CPU has none)")
+    lines += [
+        "",
+        f"AMX, read from the oneDNN primitives OpenVINO chose for its convolutions: {amx}. ONNX Runtime "
+        "names no kernel it runs; on an AMX CPU its one-core int8 GEMM peak above is the evidence.",
+    ]
     return lines
 
 
@@ -413,16 +430,29 @@ def example_lines(scored: Scored) -> list[str]:
     return lines
 
 
+def skipped_lines(skipped: dict[str, str]) -> list[str]:
+    """One line per variant not evaluated on this machine, and an empty line after them."""
+    if not skipped:
+        return []
+    return [*(f"- **{variant}** not evaluated here: {reason}." for variant, reason in skipped.items()), ""]
+
+
 def optional_number(value: float | None, digits: int = 4) -> str:
     """A table cell: the number, or ``-`` where a split had nothing to score."""
     return "-" if value is None else f"{value:.{digits}f}"
 
 
 def evaluation_markdown(
-    summary: dict, scored: dict[tuple[str, str], Scored], variants: list[str], splits: list[str], reference: str
+    summary: dict,
+    scored: dict[tuple[str, str], Scored],
+    variants: list[str],
+    splits: list[str],
+    reference: str,
+    skipped: dict[str, str] | None = None,
 ) -> str:
-    """``reports/evaluation.md``: the scores per split, and the study's three examples per variant."""
-    lines = ["# Evaluation", ""]
+    """``reports/evaluation.md``: the scores per split, and the study's three examples per variant;
+    ``skipped``: the variants this machine could not run, with why."""
+    lines = ["# Evaluation", "", *skipped_lines(skipped or {})]
     for split in splits:
         lines += [
             f"## {split}",

@@ -53,6 +53,7 @@ def summary_metrics(results: Results) -> dict[str, Any]:
         row["p50_ms"] = _rounded(timing.get("latency_ms_p50"), 1)
         row["x_faster"] = _rounded(timing.get("speedup_vs_fp32"), 2)
         summary[variant] = {key: value for key, value in row.items() if value is not None}
+    summary.update({variant: {"skipped": reason} for variant, reason in results.skipped.items()})
     return summary
 
 
