@@ -4,7 +4,6 @@ import pytest
 from speechquant.benchmark import (
     BenchmarkOptions,
     benchmark_inputs,
-    hardware_stamp,
     latency_summary,
     onnx_runner,
     openvino_rows,
@@ -13,6 +12,7 @@ from speechquant.benchmark import (
     thread_checks,
     time_interleaved,
 )
+from speechquant.hardware import hardware_stamp
 
 
 def test_configurations_sweep_batch_at_the_middle_length_and_length_at_batch_one():

@@ -106,3 +106,18 @@ def test_a_variant_this_machine_could_not_run_is_named_with_its_reason_not_dropp
     assert "bf16" not in results.variants and results.skipped == {"bf16": reason}
     assert f"- **bf16** not evaluated here: {reason}." in readme_block(results)
     assert summary_metrics(results)["bf16"] == {"skipped": reason}
+
+
+def test_the_runtime_check_tool_times_both_runtimes_and_names_openvinos_kernels(exported, tmp_path):
+    output = tmp_path / "check.json"
+    command = [sys.executable, str(REPO / "tools" / "runtime_check.py"), "--fp32", str(exported)]
+    result = subprocess.run(
+        [*command, "--int8", str(exported), "--output", str(output)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    check = json.loads(output.read_text())
+    rows = check["latency_batch1_10s_1thread"]
+    assert {"onnxruntime:fp32", "openvino:fp32"} <= set(rows) and rows["onnxruntime:fp32"]["x_onnxruntime_fp32"] == 1
+    assert rows["openvino:fp32"]["precisions"] == {"Convolution:f32": 11}
+    assert "openvino:bf16" in rows or "no native bf16" in check["skipped"]["openvino:bf16"]
+    assert check["hardware"]["isa"] and check["one_core_gemm"]["int8_gmacs"] > 0

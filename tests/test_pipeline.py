@@ -13,7 +13,7 @@ import soundfile
 import yaml
 
 from helpers import REPO, copy_project
-from speechquant.benchmark import hardware_stamp
+from speechquant.hardware import hardware_stamp
 from speechquant.report.figures import read_table
 from speechquant.runtime import open_model
 from speechquant.store import Store
@@ -165,8 +165,10 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
         "lm",
         "convert@fp32",  # the float variants do not read quant.exclude
         "convert@fp16",
+        "convert@bf16",
         "evaluate@fp32",
         "evaluate@fp16",
+        "evaluate@bf16",
         "evaluate_lm@fp32-char",
     )
     assert "Running stage 'benchmark'" in experiment and "Running stage 'report'" in experiment

@@ -12,6 +12,7 @@ from speechquant.report.markdown import (
     readme_results,
     replace_readme_block,
     runtime_table,
+    shipping_advice,
 )
 
 
@@ -46,3 +47,20 @@ def test_the_report_sets_both_runtimes_side_by_side_with_the_precision_each_ran_
     assert rows["static_int8"].endswith("| 11 u8 |") and "f32" in rows["fp32"]
     assert rows["bf16"].endswith("| 11 bf16 |") or "skipped" in rows["bf16"]  # run in OpenVINO, or said why not
     assert rows["bf16"].startswith("| bf16 | - |")  # never in ONNX Runtime's column
+
+
+def test_the_shipping_advice_is_the_fastest_row_not_measurably_worse_than_fp32():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    results = Results.load(REPO, params)
+    fastest = shipping_advice(results)[1]  # "- fastest: `static_int8` in ONNX Runtime, 13.5 ms (4.31x ...)"
+    milliseconds = float(fastest.split(", ")[1].split(" ms")[0])
+
+    def not_worse(variant: str) -> bool:
+        versus = results.compare[variant]["dev"].get("vs_fp32")
+        return versus is None or not (versus["measurable"] and versus["cer_difference"] > 0)
+
+    eligible = [v for v in results.variants if not_worse(v)]
+    rows = results.benchmark["runtimes"]["openvino"]["rows"]
+    latencies = [results.timing(v)["latency_ms_p50"] for v in eligible if results.timing(v)]
+    latencies += [rows[v]["latency"]["batch1_10s_1thread"]["latency_ms_p50"] for v in eligible if v in rows]
+    assert fastest.split("`")[1] in eligible and milliseconds == round(min(latencies), 1)

@@ -15,7 +15,6 @@ from resampling the rounds.
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from tqdm import tqdm
 
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
+from speechquant.hardware import hardware_stamp
 from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
 from speechquant.params import Checked, limits
 from speechquant.peak import gemm_runner, gmacs, layer_macs, share_of_peak
@@ -47,8 +46,6 @@ GEMMS = {"gemm_fp32": ("fp32_gmacs", False), "gemm_int8": ("int8_gmacs", True)}
 BOOTSTRAP_SAMPLES = 1000
 
 OPENVINO = "openvino:"  # the prefix of an OpenVINO row's name while it is timed
-
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
 
 
 @dataclass(frozen=True)
@@ -90,47 +87,6 @@ def thread_count(threads: int) -> int:
 def configuration_key(batch: int, seconds: float, threads: int) -> str:
     """How ``metrics/benchmark.json`` names a configuration, e.g. ``batch1_10s_1thread``."""
     return f"batch{batch}_{seconds:g}s_{'all' if threads == 0 else threads}thread"
-
-
-def hardware_stamp(cpuinfo: str | None = None) -> dict[str, Any]:
-    """What the numbers were measured on, so that unlike machines are never compared silently.
-
-    ``cpuinfo`` is the text of ``/proc/cpuinfo`` (read when not given); ``isa`` names the
-    instruction sets that decide int8 and bf16 speed, e.g. "AVX-512, VNNI, BF16, no AMX".
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())  # the first processor's entry
-    flags = set(fields.get("flags", "").split())
-    has = {flag: flag in flags for flag in CPU_FLAGS}
-    return {
-        "cpu": fields.get("model name") or platform.processor() or "unknown",
-        "cores": os.cpu_count(),
-        "flags": has,
-        "isa": isa_summary(has),
-        "onnxruntime": ort.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def isa_summary(flags: dict[str, bool]) -> str:
-    """The instruction sets a speed claim depends on, in words."""
-    names = [
-        ("AVX-512", flags["avx512f"]),
-        ("VNNI", flags["avx512_vnni"]),
-        ("BF16", flags["avx512_bf16"]),
-        ("AMX", flags["amx_int8"]),
-    ]
-    present = [name for name, on in names if on]
-    if not flags["avx512f"]:
-        present.insert(0, "AVX2" if flags["avx2"] else "no AVX2")
-    return ", ".join(present + ([] if flags["amx_int8"] else ["no AMX"]))
 
 
 def benchmark_inputs(store: Store, batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:

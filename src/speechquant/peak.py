@@ -40,7 +40,8 @@ def _gemm_model(integer: bool, size: int) -> bytes:
         inputs = [helper.make_tensor_value_info("a", TensorProto.FLOAT, [size, size])]
         outputs = [helper.make_tensor_value_info("c", TensorProto.FLOAT, [size, size])]
     graph = helper.make_graph([node], "gemm", inputs, outputs, [numpy_helper.from_array(weight, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 10, not the onnx package's newest: an older onnxruntime (1.30 reads up to 13) must load it too
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
     return model.SerializeToString()
 
 

@@ -200,6 +200,8 @@ def readme_block(results: Results) -> str:
     """The README's results section body, between its markers."""
     lines = [README_BEGIN, "", *context_lines(results), "", *variant_table(results, detailed=False), ""]
     lines += skipped_lines(results.skipped)
+    if advice := shipping_advice(results):
+        lines += ["What to ship here, by the rule in *Benchmark and report* below:", "", *advice, ""]
     if results.lm:
         lines += ["Decoding with the n-gram LMs of the `lm` stage (`evaluate_lm`):", "", *lm_table(results), ""]
     return "\n".join([*lines, README_END])
@@ -246,6 +248,7 @@ def report_markdown(results: Results, figures: Path) -> str:
         lines += ["", "## Decoding with an n-gram LM", "", *lm_table(results)]
     if "openvino" in results.benchmark.get("runtimes", {}):
         lines += ["", "## Two runtimes, and the distance to the machine's peak", "", *runtime_table(results)]
+        lines += ["", "### What to ship on this machine", "", *shipping_advice(results)]
     lines += ["", "## Examples (dev, as the study's section 6.4)", ""]
     for v in (results.reference, "static_int8"):
         if v in results.variants:
@@ -334,6 +337,38 @@ def runtime_table(results: Results) -> list[str]:
         f"AMX, read from the oneDNN primitives OpenVINO chose for its convolutions: {amx}. ONNX Runtime "
         "names no kernel it runs; on an AMX CPU its one-core int8 GEMM peak above is the evidence.",
     ]
+    return lines
+
+
+def shipping_advice(results: Results) -> list[str]:
+    """Which variant and runtime to ship on this machine, chosen from the metrics by one rule:
+    the fastest one-thread row at the headline configuration whose dev CER is not measurably
+    worse than the reference's; and the fastest such row that needs no int8 calibration."""
+    openvino = results.benchmark.get("runtimes", {}).get("openvino", {}).get("rows", {})
+    candidates = []  # (latency ms, variant, runtime, speed-up)
+    for variant in results.variants:
+        versus = results.compare[variant].get("dev", {}).get(f"vs_{results.reference}")
+        if versus and versus["measurable"] and versus["cer_difference"] > 0:
+            continue  # measurably worse on dev
+        entry = results.benchmark["variants"].get(variant, {})
+        own = results.timing(variant)
+        if own:
+            runtime = "OpenVINO" if "openvino_kernels" in entry else "ONNX Runtime"
+            candidates.append((own["latency_ms_p50"], variant, runtime, own["speedup_vs_fp32"]))
+        theirs = openvino.get(variant, {}).get("latency", {}).get(HEADLINE)
+        if theirs:
+            candidates.append((theirs["latency_ms_p50"], variant, "OpenVINO", theirs["speedup_vs_fp32"]))
+    if not candidates:
+        return []
+    float_kinds = ("fp32", "fp16", "bf16")
+    lines = [f"On {machine_words(results)}, batch 1, 10 s of audio, 1 thread; dev CER not measurably worse than fp32:"]
+    for label, pool in (
+        ("fastest", candidates),
+        ("fastest without int8 calibration", [c for c in candidates if c[1] in float_kinds]),
+    ):
+        if pool:
+            ms, variant, runtime, speedup = min(pool)
+            lines.append(f"- {label}: `{variant}` in {runtime}, {ms:.1f} ms ({speedup:.2f}x ONNX Runtime fp32)")
     return lines
 
 

@@ -1,0 +1,57 @@
+"""What machine a number was measured on: the CPU and the instruction sets that decide speed.
+
+Apart from the benchmark so that a tool run on another machine (``tools/runtime_check.py``)
+stamps its numbers the same way without the pipeline's data libraries.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import onnxruntime as ort
+
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_int8", "amx_bf16")
+
+
+def hardware_stamp(cpuinfo: str | None = None) -> dict[str, Any]:
+    """What the numbers were measured on, so that unlike machines are never compared silently.
+
+    ``cpuinfo`` is the text of ``/proc/cpuinfo`` (read when not given); ``isa`` names the
+    instruction sets that decide int8 and bf16 speed, e.g. "AVX-512, VNNI, BF16, no AMX".
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())  # the first processor's entry
+    flags = set(fields.get("flags", "").split())
+    has = {flag: flag in flags for flag in CPU_FLAGS}
+    return {
+        "cpu": fields.get("model name") or platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "flags": has,
+        "isa": isa_summary(has),
+        "onnxruntime": ort.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def isa_summary(flags: dict[str, bool]) -> str:
+    """The instruction sets a speed claim depends on, in words."""
+    names = [
+        ("AVX-512", flags["avx512f"]),
+        ("VNNI", flags["avx512_vnni"]),
+        ("BF16", flags["avx512_bf16"]),
+        ("AMX", flags["amx_int8"]),
+    ]
+    present = [name for name, on in names if on]
+    if not flags["avx512f"]:
+        present.insert(0, "AVX2" if flags["avx2"] else "no AVX2")
+    return ", ".join(present + ([] if flags["amx_int8"] else ["no AMX"]))
