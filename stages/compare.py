@@ -10,6 +10,7 @@ from speechquant.errors import exit_on_user_error
 from speechquant.fileio import write_csv, write_json, write_text
 from speechquant.params import build, load_params, section
 from speechquant.report.markdown import evaluation_markdown
+from speechquant.variants import CONTROL, recipe_for
 
 
 def main() -> None:
@@ -27,7 +28,8 @@ def main() -> None:
     skipped = {v: m["skipped"] for v, m in metrics.items() if "skipped" in m}  # not runnable on this machine
     variants = [v for v in variants if v not in skipped]
     scored = {(v, s): Scored.read(args.plots_dir / v / f"{s}.csv") for v in variants for s in splits}
-    summary, bars = compare_variants(metrics, scored, variants, splits, options)
+    controls = {v: CONTROL for v in variants if recipe_for(v).fine_tuned and CONTROL in variants}
+    summary, bars = compare_variants(metrics, scored, variants, splits, options, controls)
     summary.update({v: {"skipped": reason} for v, reason in skipped.items()})
     markdown = evaluation_markdown(summary, scored, variants, splits, options.reference, skipped)
     write_json(args.output, summary)

@@ -170,6 +170,9 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
         "evaluate@fp16",
         "evaluate@bf16",
         "evaluate_lm@fp32-char",
+        "compress",  # pruning and its control do not read quant.exclude; pruned_int8 does
+        "evaluate@pruned_fp32",
+        "evaluate@fp32_finetuned",
     )
     assert "Running stage 'benchmark'" in experiment and "Running stage 'report'" in experiment
     assert not any(f"Running stage '{stage}'" in experiment for stage in unchanged)
@@ -183,6 +186,27 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
     columns = dvc(project, "exp", "show", "--csv", "--only-changed", "--drop", ".*/.*").splitlines()[0].split(",")
     assert "quant.exclude" in columns and "static_int8.mb" in columns and "fp32.mb" not in columns
     assert len(columns) <= 5 + 1 + 60, columns  # experiment, rev, typ, created, parent; the param; the metrics
+
+
+def test_a_new_pruning_ratio_reruns_only_compress_and_what_reads_the_pruned_models(project):
+    dvc(project, "repro")
+    for command in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
+        assert run(command, project).returncode == 0
+    before = json.loads((project / "metrics" / "quantize" / "pruned_int8.json").read_text())
+    experiment = dvc(project, "exp", "run", "-S", "compress.ratio=0.25")
+    for stage in ("compress", "quantize_pruned", "evaluate@pruned_fp32", "evaluate@pruned_int8", "compare", "report"):
+        assert f"Running stage '{stage}'" in experiment, stage
+    for stage in ("train", "export", "sensitivity", "quantize@static_int8", "quantize_qat", "evaluate@static_int8"):
+        assert f"Running stage '{stage}'" not in experiment, stage
+    after = json.loads((project / "metrics" / "quantize" / "pruned_int8.json").read_text())
+    assert (
+        after["parameters"] < before["parameters"] and after["macs_per_output_frame"] < before["macs_per_output_frame"]
+    )
+    compare = json.loads((project / "metrics" / "compare.json").read_text())
+    assert "vs_fp32_finetuned" in compare["pruned_int8"]["test"] and "vs_fp32_finetuned" not in compare["fp16"]["test"]
+    bad = run([sys.executable, "-m", "dvc", "exp", "run", "-S", "compress.ratio=0.0001"], project)
+    said = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "error: compress.ratio 0.0001 would leave a layer with no channels" in said
 
 
 def test_the_int8_model_is_fetched_by_its_artifact_name_from_another_folder(project, tmp_path_factory):

@@ -13,7 +13,18 @@ from speechquant.report.summary import LENGTH_BINS, cer_by_length, pareto_flags,
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-SUMMARY_KEYS = {"mb", "x_smaller", "cer_dev", "cer_test", "wer_test", "cer_change", "p50_ms", "x_faster", "skipped"}
+SUMMARY_KEYS = {
+    "mb",
+    "x_smaller",
+    "cer_dev",
+    "cer_test",
+    "wer_test",
+    "cer_change",
+    "p50_ms",
+    "x_faster",
+    "skipped",
+    "vs_ft",
+}
 EXP_SHOW_GAP = 3  # characters between two columns of `dvc exp show`
 
 

@@ -337,7 +337,9 @@ def run_benchmark(
 
     memory_batch, memory_seconds = max(options.batches), options.middle_seconds
     fp32_size = size_mb(paths[REFERENCE])
-    shares_of_peak(latency, one_thread, all_float, peaks, lambda frames: layer_macs(paths[REFERENCE], frames))
+    own_file = {**paths, PYTORCH: paths[REFERENCE], AA_CONTROL: paths[REFERENCE]}
+    own_file.update({OPENVINO + variant: path for variant, path in paths.items()})
+    shares_of_peak(latency, one_thread, all_float, peaks, lambda name, frames: layer_macs(own_file[name], frames))
     if peaks:  # the best each GEMM did in any configuration; each share uses its own configuration's
         hardware["one_core_gemm"] = {rate: max(peak[rate] for peak in peaks.values()) for rate, _ in GEMMS.values()}
         hardware["one_core_gemm_by_configuration"] = peaks
@@ -385,17 +387,17 @@ def shares_of_peak(
     one_thread: dict[str, tuple[int, int]],
     float_layers: dict[str, list[str]],
     peaks: dict[str, dict[str, float]],
-    macs_of: Callable[[int], dict[str, int]],
+    macs_of: Callable[[str, int], dict[str, int]],
 ) -> None:
     """Adds ``share_of_peak`` to the rows of the one-thread configurations (``one_thread``: key ->
     batch and input frames) whose layers' precisions are known, against the GEMM rates timed in
-    the same configuration's rounds; not the bf16 variant's, as no bf16 peak is measured."""
+    the same configuration's rounds; not the bf16 variant's, as no bf16 peak is measured.
+    ``macs_of(row, frames)``: the row's own convs' MACs (a pruned variant does fewer)."""
     for key, (batch, frames) in one_thread.items():
-        macs = macs_of(frames)  # once per configuration: it reads the model's weight shapes
         for name, per_key in latency.items():
             if name in float_layers and key in per_key:
                 per_utterance = per_key[key]["latency_ms_p50"] / 1000 / batch
-                share = share_of_peak(macs, float_layers[name], per_utterance, peaks[key])
+                share = share_of_peak(macs_of(name, frames), float_layers[name], per_utterance, peaks[key])
                 per_key[key]["share_of_peak"] = round(share, 3)
 
 

@@ -117,9 +117,11 @@ def compare_variants(
     variants: list[str],
     splits: list[str],
     options: CompareOptions,
+    controls: dict[str, str] | None = None,
 ) -> tuple[dict[str, dict[str, dict]], list[dict[str, Any]]]:
-    """Each variant's scores per split with its paired-bootstrap CER difference to the reference,
-    and one bar per (variant, split) for the CER plot."""
+    """Each variant's scores per split with its paired-bootstrap CER difference to the reference
+    (and to its control in ``controls``: a fine-tuned variant against the model fine-tuned as
+    long without compression), and one bar per (variant, split) for the CER plot."""
     if options.reference not in variants:
         raise UserError(f"compare.reference {options.reference!r} is not one of quant.variants {variants}")
     summary: dict[str, dict[str, dict]] = {}
@@ -132,6 +134,11 @@ def compare_variants(
             if variant != options.reference and split_metrics["scored"]:
                 entry["vs_" + options.reference] = paired_bootstrap(
                     scored[variant, split], scored[options.reference, split], options.bootstrap_samples, options.seed
+                )
+            control = (controls or {}).get(variant)
+            if control and split_metrics["scored"]:
+                entry["vs_" + control] = paired_bootstrap(
+                    scored[variant, split], scored[control, split], options.bootstrap_samples, options.seed
                 )
             summary[variant][split] = entry
             bars.append({"model": f"{variant} ({split})", "variant": variant, "split": split, "cer": entry["cer"]})

@@ -20,7 +20,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from speechquant.ctc import LAYER_NAMES, LAYERS, conv_output_length
+from speechquant.ctc import LAYER_NAMES, LAYERS, conv_output_length, output_frames
+from speechquant.errors import UserError
 
 GEMM_SIZE = 1024  # square: large enough for the kernels' steady state, small enough to stay in cache tiers
 GEMM_ROUNDS = 7
@@ -76,15 +77,38 @@ def gemm_gmacs(integer: bool, size: int = GEMM_SIZE, rounds: int = GEMM_ROUNDS) 
     return gmacs(best, size)
 
 
+def conv_weight_shapes(model_path: Path) -> list[tuple[int, ...]]:
+    """Each conv's weight shape in network order, stored float, as int8 behind DequantizeLinear
+    (static and QAT files) or as ConvInteger's own: a pruned variant's are its own, not fp32's."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
+    producers = {output: node for node in model.graph.node for output in node.output}
+    found = []
+    for node in model.graph.node:
+        if node.op_type in ("Conv", "ConvInteger"):
+            weight = node.input[1]
+            while weight not in shapes and weight in producers:  # DequantizeLinear (or a Cast) before it
+                weight = producers[weight].input[0]
+            found.append(shapes[weight])
+    if len(found) != len(LAYERS):
+        raise UserError(f"{model_path}: {len(found)} convolutions with readable weights, expected {len(LAYERS)}")
+    return found
+
+
 def layer_macs(model_path: Path, input_frames: int) -> dict[str, int]:
     """Each conv's multiply-accumulates for one utterance of ``input_frames`` feature frames:
     its output frames (from kernel, stride and padding) times its weight's size."""
-    weights = {init.name: init.dims for init in onnx.load(str(model_path), load_external_data=False).graph.initializer}
     macs, frames = {}, input_frames
-    for name, geometry in zip(LAYER_NAMES, LAYERS, strict=True):
+    for name, geometry, shape in zip(LAYER_NAMES, LAYERS, conv_weight_shapes(model_path), strict=True):
         frames = conv_output_length(frames, geometry)
-        macs[name] = int(frames * np.prod(weights[f"{name}.weight"]))
+        macs[name] = int(frames * np.prod(shape))
     return macs
+
+
+def macs_per_output_frame(model_path: Path, seconds: float = 10.0, hop_ms: float = 10.0) -> int:
+    """Multiply-accumulates per output frame on a long utterance (edges amortized)."""
+    frames = round(seconds * 1000 / hop_ms)
+    return round(sum(layer_macs(model_path, frames).values()) / output_frames(frames))
 
 
 def share_of_peak(

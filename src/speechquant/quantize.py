@@ -70,10 +70,13 @@ def quantize(
                 onnx.load(str(source)), keep_io_types=True, op_block_list=[*DEFAULT_OP_BLOCK_LIST, "LogSoftmax"]
             )
             onnx.save(fp16, temporary)
+        elif recipe.kind == "compressed":
+            raise UserError(f"{variant} is fine-tuned by the compress stage, not converted: run `dvc repro compress`")
         elif not to_quantize:
             raise UserError(f"{variant}: quant.exclude keeps every layer in float; nothing is left to quantize")
         elif recipe.kind == "qat":
             raise UserError(f"{variant} is fine-tuned, not converted: run `dvc repro quantize_qat`")
+
         elif recipe.kind == "dynamic":
             quantize_dynamic(
                 source,

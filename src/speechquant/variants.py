@@ -12,6 +12,11 @@
 - ``qat_int8``: quantization-aware fine-tuning of the trained checkpoint with fake
   quantization matching the static scheme, exported as QDQ (``qat.py``).
 - ``auto_int8``: static_int8 with the layers the sensitivity search chose kept in float.
+- ``pruned_fp32``: every hidden layer's channels cut to ``compress.ratio`` and the narrower
+  model fine-tuned with distillation (``compress.py``); ``pruned_int8``: its static int8.
+- ``fp32_finetuned``: the trained model fine-tuned as long and alike, unpruned: the control
+  for every fine-tuned variant (qat_int8, pruned_*), so that no gain of extra training is
+  credited to quantization or pruning.
 
 Every int8 variant also keeps the layers in ``quant.exclude`` in float.
 """
@@ -30,12 +35,16 @@ from speechquant.runtime import RunsIn
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a variant is made (``kind``: float, fp16, dynamic, static or qat) and what runs it."""
+    """How a variant is made (``kind``: float, fp16, dynamic, static, qat or compressed), from
+    which file (``source``: the export, or another variant), what runs it, and whether it was
+    trained further than the export (then compared with ``fp32_finetuned`` too)."""
 
     kind: str
     weight_type: QuantType | None = None
     keep_float: tuple[str, ...] = ()
     runs_in: RunsIn = field(default_factory=RunsIn)
+    source: str = "export"
+    fine_tuned: bool = False
 
 
 VARIANTS = {
@@ -47,10 +56,14 @@ VARIANTS = {
     "dynamic_semi_int8": Recipe("dynamic", QuantType.QUInt8, ("conv0",)),
     "static_int8": Recipe("static", QuantType.QInt8),
     "static_semi_int8": Recipe("static", QuantType.QInt8, ("conv0",)),
-    "qat_int8": Recipe("qat", QuantType.QInt8),
+    "qat_int8": Recipe("qat", QuantType.QInt8, fine_tuned=True),
     # static_int8 with the layers the sensitivity stage chose to keep in float (issue: auto choice).
     "auto_int8": Recipe("static", QuantType.QInt8),
+    "fp32_finetuned": Recipe("compressed"),
+    "pruned_fp32": Recipe("compressed", fine_tuned=True),
+    "pruned_int8": Recipe("static", QuantType.QInt8, source="pruned_fp32", fine_tuned=True),
 }
+CONTROL = "fp32_finetuned"  # the reference of every fine-tuned variant beside fp32
 
 
 def recipe_for(variant: str) -> Recipe:
@@ -63,7 +76,7 @@ def float_layers(variant: str, exclude: Iterable[str] = (), chosen: Iterable[str
     """The layers ``variant`` keeps in float, in network order: the recipe's own, ``quant.exclude``,
     and for ``auto_int8`` the sensitivity search's ``chosen`` ones; every layer for the float variants."""
     recipe = recipe_for(variant)
-    if recipe.kind in ("float", "fp16"):
+    if recipe.kind in ("float", "fp16", "compressed"):
         return list(LAYER_NAMES)
     extra = set(chosen) if variant == "auto_int8" else set()
     return sorted(set(recipe.keep_float) | set(exclude) | extra, key=LAYER_NAMES.index)

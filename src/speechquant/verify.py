@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
 from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
+from speechquant.peak import conv_weight_shapes, macs_per_output_frame
 from speechquant.runtime import open_model, session
 from speechquant.variants import recipe_for
 
@@ -87,6 +89,9 @@ def report(
     return {
         "variant": variant,
         "size_mb": round(size_mb(path), 3),
+        "gzip_mb": round(len(gzip.compress(path.read_bytes(), compresslevel=6)) / 1e6, 3),  # what a user downloads
+        "parameters": sum(int(np.prod(shape)) + shape[0] for shape in conv_weight_shapes(path)),  # weights, biases
+        "macs_per_output_frame": macs_per_output_frame(path),
         "size_vs_fp32": round(size_mb(path) / size_mb(reference), 4),
         "smaller_than_fp32": round(size_mb(reference) / size_mb(path), 3),
         "weight_type": recipe.weight_type.name if recipe.weight_type is not None else recipe.kind,

@@ -16,6 +16,7 @@ from typing import Any
 
 from speechquant.benchmark import PYTORCH
 from speechquant.compare import CompareOptions, Scored, describe_difference, examples, paired_bootstrap
+from speechquant.variants import CONTROL
 
 HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
 README_BEGIN = "<!-- results: written by the report stage from metrics/; do not edit by hand -->"
@@ -51,6 +52,7 @@ class Results:
     lm: dict[str, dict[str, Any]]  # "<variant>-<lm>" -> the evaluate_lm metrics
     sensitivity: dict[str, Any] | None
     skipped: dict[str, str]  # variants this machine could not run (bf16 without native bf16), with why
+    made: dict[str, dict[str, Any]]  # metrics/quantize/<variant>.json: parameters, MACs, sizes
 
     @classmethod
     def load(cls, root: Path, params: dict[str, Any]) -> Results:
@@ -74,6 +76,7 @@ class Results:
             lm={name: _load(root / "metrics" / "eval_lm" / f"{name}.json") for name in lm_names},
             sensitivity=_load(sensitivity) if sensitivity.exists() else None,
             skipped=skipped,
+            made={v: _load(root / "metrics" / "quantize" / f"{v}.json") for v in variants},
         )
 
     def scored(self, folder: str, name: str, split: str) -> Scored:
@@ -246,6 +249,13 @@ def report_markdown(results: Results, figures: Path) -> str:
         lines += [f"- {split}, {v}: {_versus(results, v, split)}" for v in results.variants if v != results.reference]
     if results.lm:
         lines += ["", "## Decoding with an n-gram LM", "", *lm_table(results)]
+    if CONTROL in results.variants:
+        lines += [
+            "",
+            "## Fewer multiply-accumulates: pruning, and the fine-tuning control",
+            "",
+            *compression_table(results),
+        ]
     if "openvino" in results.benchmark.get("runtimes", {}):
         lines += ["", "## Two runtimes, and the distance to the machine's peak", "", *runtime_table(results)]
         lines += ["", "### What to ship on this machine", "", *shipping_advice(results)]
@@ -337,6 +347,40 @@ def runtime_table(results: Results) -> list[str]:
         f"AMX, read from the oneDNN primitives OpenVINO chose for its convolutions: {amx}. ONNX Runtime "
         "names no kernel it runs; on an AMX CPU its one-core int8 GEMM peak above is the evidence.",
     ]
+    return lines
+
+
+def compression_table(results: Results) -> list[str]:
+    """Every variant's parameters, MACs per output frame, size on disk and gzip'd, headline
+    latency, and test CER against fp32 and, for the fine-tuned ones, against fp32_finetuned."""
+    lines = [
+        f"Test CER differences: paired bootstrap, 95% interval, relative. `{CONTROL}` is the trained model "
+        "fine-tuned for as many steps on the same data as the pruned one, without pruning: a fine-tuned "
+        "variant's gain over fp32 that it shares is extra training, not compression.",
+        "",
+        "| variant | parameters | MACs / output frame | MB | gzip MB | x smaller | latency ms | speed-up | "
+        f"test CER | vs {results.reference} | vs {CONTROL} |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    nan = float("nan")
+    for v in results.variants:
+        made, size, timing = results.made[v], results.benchmark["variants"][v], results.timing(v)
+        test = results.evaluation[v].get("test", {})
+        control = results.compare[v].get("test", {}).get(f"vs_{CONTROL}")
+        cells = [
+            v,
+            f"{made.get('parameters', 0):,}",
+            f"{made.get('macs_per_output_frame', 0):,}",
+            f"{size['size_mb']:.2f}",
+            f"{made.get('gzip_mb', nan):.2f}",
+            f"{size['size_ratio_vs_fp32']:.2f}x",
+            f"{timing.get('latency_ms_p50', nan):.1f}",
+            f"{timing.get('speedup_vs_fp32', nan):.2f}x",
+            optional_number(test.get("cer")),
+            _versus(results, v, "test"),
+            describe_difference(control) if control else "-",
+        ]
+        lines.append(f"| {' | '.join(cells)} |")
     return lines
 
 

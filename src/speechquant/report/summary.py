@@ -16,15 +16,16 @@ import numpy as np
 
 from speechquant.compare import Scored
 from speechquant.report.markdown import Results, decoder_words
+from speechquant.variants import CONTROL
 
 # Length bins of the CER-by-length plot: quantiles of the reference variant's utterances.
 LENGTH_BINS = 6
 
 
-def cer_change_words(versus: dict[str, Any]) -> str:
+def cer_change_words(versus: dict[str, Any], digits: int = 2) -> str:
     """A relative CER change with its 95% interval, in percent: "+0.77% [-0.31, +1.90]"."""
     low, high = 100 * versus["relative_ci95_low"], 100 * versus["relative_ci95_high"]
-    return f"{100 * versus['relative_difference']:+.2f}% [{low:+.2f}, {high:+.2f}]"
+    return f"{100 * versus['relative_difference']:+.{digits}f}% [{low:+.{digits}f}, {high:+.{digits}f}]"
 
 
 def summary_metrics(results: Results) -> dict[str, Any]:
@@ -32,8 +33,10 @@ def summary_metrics(results: Results) -> dict[str, Any]:
 
     Keys: ``mb`` (file size), ``x_smaller`` (against the reference), ``cer_dev``, ``cer_test``,
     ``wer_test``, ``cer_change`` (relative dev CER change against the reference with its
-    paired-bootstrap 95% interval), ``p50_ms`` (batch 1, 10 s of audio, 1 thread) and
-    ``x_faster``. Eight columns a variant: with dev WER a ninth, the study's variant names
+    paired-bootstrap 95% interval), for fine-tuned variants ``vs_ft`` (the same against
+    ``fp32_finetuned``, in whole percent so that the group still fits 200 characters),
+    ``p50_ms`` (batch 1, 10 s of audio, 1 thread) and ``x_faster``. Eight columns a variant
+    (nine when fine-tuned): with dev WER another, the study's variant names
     (``dynamic_int8``) no longer fit 200 characters of `dvc exp show`; REPORT.md has it.
     """
     hardware = results.benchmark["hardware"]
@@ -50,6 +53,9 @@ def summary_metrics(results: Results) -> dict[str, Any]:
         versus = results.compare[variant].get("dev", {}).get(f"vs_{results.reference}")
         if versus:
             row["cer_change"] = cer_change_words(versus)
+        control = results.compare[variant].get("dev", {}).get(f"vs_{CONTROL}")
+        if control:  # a fine-tuned variant against the model fine-tuned as long, uncompressed
+            row["vs_ft"] = cer_change_words(control, digits=0)
         row["p50_ms"] = _rounded(timing.get("latency_ms_p50"), 1)
         row["x_faster"] = _rounded(timing.get("speedup_vs_fp32"), 2)
         summary[variant] = {key: value for key, value in row.items() if value is not None}

@@ -1,0 +1,69 @@
+"""Structured pruning keeps a dense, narrower network that still computes what the kept channels did."""
+
+import numpy as np
+import pytest
+import torch
+
+from speechquant.batching import UtteranceSet
+from speechquant.compress import CompressOptions, channel_importance, distillation_loss, fine_tune, prune, pruned_widths
+from speechquant.errors import UserError
+from speechquant.export import export, fold_batch_norm
+from speechquant.model import parameter_count
+from speechquant.params import build
+from speechquant.peak import conv_weight_shapes, macs_per_output_frame
+
+
+def test_pruning_keeps_the_most_important_channels_and_shrinks_every_hidden_layer(trained_like_model):
+    folded = fold_batch_norm(trained_like_model)
+    pruned, kept = prune(folded, 0.5)
+    assert (pruned.config.hidden_channels, pruned.config.wide_channels) == (80, 320)
+    assert parameter_count(pruned) < 0.3 * parameter_count(folded)  # middle layers shrink by 0.5 x 0.5
+    score = channel_importance(folded.conv3.weight.detach(), folded.conv4.weight.detach())
+    assert set(kept["conv3"]) == set(torch.topk(score, 80).indices.tolist())
+    assert kept["conv10"] == list(range(folded.conv10.out_channels))  # every class stays
+    np.testing.assert_array_equal(
+        pruned.conv4.weight.detach(), folded.conv4.weight.detach()[kept["conv4"]][:, kept["conv3"]]
+    )
+
+
+def test_a_ratio_of_one_prunes_nothing(trained_like_model, features):
+    folded = fold_batch_norm(trained_like_model)
+    pruned, _ = prune(folded, 1.0)
+    batch = torch.from_numpy(np.asarray(features[0], dtype=np.float32))[None]
+    lengths = torch.tensor([batch.shape[1]])
+    with torch.no_grad():
+        assert torch.allclose(pruned(batch, lengths)[0], folded(batch, lengths)[0], atol=1e-5)
+
+
+def test_an_impossible_ratio_or_an_unknown_method_is_one_clear_error(trained_like_model):
+    with pytest.raises(UserError, match="no channels"):
+        pruned_widths(fold_batch_norm(trained_like_model), 0.001)
+    with pytest.raises(UserError, match=r"compress\.method"):
+        build(CompressOptions, {"method": "lottery"}, "compress")
+    with pytest.raises(UserError, match=r"compress\.ratio"):
+        build(CompressOptions, {"ratio": 1.5}, "compress")
+
+
+def test_distillation_is_zero_for_the_teachers_own_output_and_ignores_padding():
+    teacher = torch.log_softmax(torch.randn(2, 5, 35), dim=-1)
+    assert distillation_loss(teacher, teacher, torch.tensor([5, 3])).abs() < 1e-5
+    student = teacher.clone()
+    student[1, 4] = torch.log_softmax(torch.randn(35), dim=-1)  # a padded frame of the second utterance
+    assert distillation_loss(student, teacher, torch.tensor([5, 3])).abs() < 1e-5
+
+
+def test_fine_tuning_runs_the_pruned_model_and_reports_its_size_and_time(trained_like_model, features):
+    folded = fold_batch_norm(trained_like_model)
+    pruned, _ = prune(folded, 0.5)
+    data = UtteranceSet(features)
+    options = CompressOptions(steps=3, batch_frames=2000, precision="fp32", distill_weight=1.0, learning_rate=1e-3)
+    measured = fine_tune(pruned, folded, data, data, options, "test")
+    assert measured["parameters"] == parameter_count(pruned) and measured["fine_tune_seconds"] > 0
+
+
+def test_a_pruned_export_has_its_own_weight_shapes_and_fewer_macs(trained_like_model, exported, tmp_path):
+    pruned, _ = prune(fold_batch_norm(trained_like_model), 0.5)
+    path = tmp_path / "pruned.onnx"
+    export(pruned, path)
+    assert conv_weight_shapes(path)[8] == (320, 80, 32)
+    assert macs_per_output_frame(path) < 0.3 * macs_per_output_frame(exported)
