@@ -7,12 +7,11 @@ from speechquant.benchmark import (
     latency_summary,
     onnx_runner,
     openvino_rows,
-    paired_speedup,
     peak_memory_mb,
     thread_checks,
-    time_interleaved,
 )
 from speechquant.hardware import hardware_stamp
+from speechquant.timing import paired_speedup, time_interleaved
 
 
 def test_configurations_sweep_batch_at_the_middle_length_and_length_at_batch_one():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,27 +25,22 @@ import openvino
 from speechquant.hardware import hardware_stamp
 from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
 from speechquant.peak import gemm_gmacs
+from speechquant.timing import paired_speedup, time_interleaved
 
 FRAMES = 1000  # 10 s at a 10 ms hop
 ROUNDS = 20
 
 
-def timed_rounds(runners: dict[str, Callable[[], Any]], rounds: int = ROUNDS) -> dict[str, dict[str, float]]:
-    """Each runner's median ms and its median within-round speed-up over the first, timed in
-    interleaved rounds after a warm-up call: a busy moment slows every runner of its round."""
-    for run in runners.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    first = np.asarray(next(iter(times.values())))
-    return {
-        name: {"ms": round(float(np.median(t)) * 1000, 2), "x_onnxruntime_fp32": round(float(np.median(first / t)), 2)}
-        for name, t in times.items()
-    }
+def timed_rounds(runners: dict[str, Callable[..., Any]], features: np.ndarray, lengths: np.ndarray) -> dict:
+    """Each runner's median ms and its within-round speed-up over the first (with its 95%
+    interval), timed as the benchmark stage times: interleaved, rotated rounds after a warm-up."""
+    times = time_interleaved(runners, features, lengths, ROUNDS, warmup=1)
+    first = next(iter(times.values()))
+    rows = {}
+    for name, values in times.items():
+        speedup, interval = paired_speedup(first, values)
+        rows[name] = {"ms": round(float(np.median(values)) * 1000, 2), "x_onnxruntime_fp32": speedup, "ci95": interval}
+    return rows
 
 
 def main() -> None:
@@ -55,22 +49,20 @@ def main() -> None:
     parser.add_argument("--int8", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
-    feeds = {
-        "features": np.random.default_rng(0).standard_normal((1, FRAMES, 40)).astype(np.float32),
-        "lengths": np.array([FRAMES]),
-    }
+    features = np.random.default_rng(0).standard_normal((1, FRAMES, 40)).astype(np.float32)
+    lengths = np.array([FRAMES])
     result: dict[str, Any] = {
         "hardware": hardware_stamp(),
         "openvino": openvino.__version__,
         "openvino_capabilities": openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
         "one_core_gemm": {"fp32_gmacs": round(gemm_gmacs(False), 1), "int8_gmacs": round(gemm_gmacs(True), 1)},
     }
-    runners: dict[str, Callable[[], Any]] = {}
+    runners: dict[str, Callable[..., Any]] = {}
     for name, path in (("fp32", args.fp32), ("static_int8", args.int8)):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # not speechquant.runtime: it needs the audio libraries
         model = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        runners[f"onnxruntime:{name}"] = lambda m=model: m.run(None, feeds)
+        runners[f"onnxruntime:{name}"] = lambda f, n, m=model: m.run(None, {"features": f, "lengths": n})
     kernels, skipped = {}, {}
     openvino_rows = (("fp32", args.fp32, "f32"), ("bf16", args.fp32, "bf16"), ("static_int8", args.int8, "f32"))
     for name, path, precision in openvino_rows:
@@ -79,9 +71,9 @@ def main() -> None:
         except NotRunnableHere as error:
             skipped[f"openvino:{name}"] = str(error)
             continue
-        runners[f"openvino:{name}"] = lambda m=model: m.run(None, feeds)
+        runners[f"openvino:{name}"] = lambda f, n, m=model: m.run(None, {"features": f, "lengths": n})
         kernels[f"openvino:{name}"] = model.kernels
-    rows = timed_rounds(runners)
+    rows = timed_rounds(runners, features, lengths)
     result["latency_batch1_10s_1thread"] = {name: {**row, **kernels.get(name, {})} for name, row in rows.items()}
     result["skipped"] = skipped
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from resampling the rounds.
 
 from __future__ import annotations
 
+import functools
 import os
 import resource
 import subprocess
@@ -36,6 +37,7 @@ from speechquant.params import Checked, limits
 from speechquant.peak import gemm_runner, gmacs, layer_macs, share_of_peak
 from speechquant.runtime import RUNTIMES, RunsIn, open_model, runs_in, session
 from speechquant.store import Store
+from speechquant.timing import paired_speedup, time_interleaved
 
 # The row of the PyTorch checkpoint run eagerly in fp32, timed beside the ONNX variants.
 PYTORCH = "pytorch_fp32"
@@ -43,7 +45,6 @@ PYTORCH = "pytorch_fp32"
 AA_CONTROL = "fp32_again"
 # ONNX Runtime's one-core GEMMs, timed in the one-thread rounds: the peak each share is taken to.
 GEMMS = {"gemm_fp32": ("fp32_gmacs", False), "gemm_int8": ("int8_gmacs", True)}
-BOOTSTRAP_SAMPLES = 1000
 
 OPENVINO = "openvino:"  # the prefix of an OpenVINO row's name while it is timed
 
@@ -180,38 +181,6 @@ def pytorch_runner(checkpoint: Path, threads: int) -> tuple[Callable[[np.ndarray
     return run, created
 
 
-def time_interleaved(
-    runners: dict[str, Callable[[np.ndarray, np.ndarray], Any]],
-    features: np.ndarray,
-    lengths: np.ndarray,
-    rounds: int,
-    warmup: int,
-) -> dict[str, list[float]]:
-    """Seconds per call of every runner, timed in interleaved, rotated rounds after warm-up."""
-    names = list(runners)
-    for _ in range(warmup):
-        for name in names:
-            runners[name](features, lengths)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(rounds):
-        shift = round_index % len(names)
-        for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
-            runners[name](features, lengths)
-            times[name].append(time.perf_counter() - started)
-    return times
-
-
-def paired_speedup(reference: list[float], variant: list[float], seed: int = 0) -> tuple[float, list[float]]:
-    """The median over rounds of reference / variant time within each round, and its 95% interval
-    from rounds resampled. Within a round the two ran seconds apart, so a neighbour's burst
-    slows both; a ratio of the two medians would pair a quiet round's time with a busy one's."""
-    ratios = np.asarray(reference) / np.asarray(variant)
-    picks = np.random.default_rng(seed).integers(0, len(ratios), size=(BOOTSTRAP_SAMPLES, len(ratios)))
-    low, high = np.percentile(np.median(ratios[picks], axis=1), [2.5, 97.5])
-    return round(float(np.median(ratios)), 3), [round(float(low), 3), round(float(high), 3)]
-
-
 def latency_summary(times: list[float], batch: int, seconds: float) -> dict[str, float]:
     p50, p90 = np.percentile(times, [50, 90])
     return {
@@ -339,7 +308,8 @@ def run_benchmark(
     fp32_size = size_mb(paths[REFERENCE])
     own_file = {**paths, PYTORCH: paths[REFERENCE], AA_CONTROL: paths[REFERENCE]}
     own_file.update({OPENVINO + variant: path for variant, path in paths.items()})
-    shares_of_peak(latency, one_thread, all_float, peaks, lambda name, frames: layer_macs(own_file[name], frames))
+    macs = functools.cache(layer_macs)  # each file's weights read once per input length, not once per row
+    shares_of_peak(latency, one_thread, all_float, peaks, lambda name, frames: macs(own_file[name], frames))
     if peaks:  # the best each GEMM did in any configuration; each share uses its own configuration's
         hardware["one_core_gemm"] = {rate: max(peak[rate] for peak in peaks.values()) for rate, _ in GEMMS.values()}
         hardware["one_core_gemm_by_configuration"] = peaks
