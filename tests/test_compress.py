@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from speechquant.batching import UtteranceSet
-from speechquant.compress import CompressOptions, channel_importance, distillation_loss, fine_tune, prune, pruned_widths
+from speechquant.compress import (
+    CompressOptions,
+    activation_rms,
+    channel_importance,
+    distillation_loss,
+    filter_norms,
+    fine_tune,
+    prune,
+    pruned_widths,
+)
 from speechquant.errors import UserError
 from speechquant.export import export, fold_batch_norm
 from speechquant.model import parameter_count
@@ -15,10 +24,10 @@ from speechquant.peak import conv_weight_shapes, macs_per_output_frame
 
 def test_pruning_keeps_the_most_important_channels_and_shrinks_every_hidden_layer(trained_like_model):
     folded = fold_batch_norm(trained_like_model)
-    pruned, kept = prune(folded, 0.5)
+    pruned, kept = prune(folded, 0.5, filter_norms(folded))
     assert (pruned.config.hidden_channels, pruned.config.wide_channels) == (80, 320)
     assert parameter_count(pruned) < 0.3 * parameter_count(folded)  # middle layers shrink by 0.5 x 0.5
-    score = channel_importance(folded.conv3.weight.detach(), folded.conv4.weight.detach())
+    score = channel_importance(folded.conv3.weight.detach().flatten(1).norm(dim=1), folded.conv4.weight.detach())
     assert set(kept["conv3"]) == set(torch.topk(score, 80).indices.tolist())
     assert kept["conv10"] == list(range(folded.conv10.out_channels))  # every class stays
     np.testing.assert_array_equal(
@@ -26,9 +35,21 @@ def test_pruning_keeps_the_most_important_channels_and_shrinks_every_hidden_laye
     )
 
 
+def test_the_activation_method_drops_a_channel_relu_silences_whatever_its_filter_norm(trained_like_model, features):
+    folded = fold_batch_norm(trained_like_model)
+    with torch.no_grad():  # conv3's channel 5 reads non-negative inputs with large negative weights: always off
+        folded.conv3.weight[5] = -1.0
+        folded.conv3.bias[5] = -1.0
+    by_magnitude = prune(folded, 0.5, filter_norms(folded))[1]["conv3"]
+    sizes = activation_rms(folded, UtteranceSet(features), batch_frames=2000, seed=0)
+    by_activation = prune(folded, 0.5, sizes)[1]["conv3"]
+    assert sizes[3][5] == 0 and 5 in by_magnitude and 5 not in by_activation
+    assert [len(size) for size in sizes] == [160] * 8 + [640, 640]
+
+
 def test_a_ratio_of_one_prunes_nothing(trained_like_model, features):
     folded = fold_batch_norm(trained_like_model)
-    pruned, _ = prune(folded, 1.0)
+    pruned, _ = prune(folded, 1.0, filter_norms(folded))
     batch = torch.from_numpy(np.asarray(features[0], dtype=np.float32))[None]
     lengths = torch.tensor([batch.shape[1]])
     with torch.no_grad():
@@ -54,7 +75,7 @@ def test_distillation_is_zero_for_the_teachers_own_output_and_ignores_padding():
 
 def test_fine_tuning_runs_the_pruned_model_and_reports_its_size_and_time(trained_like_model, features):
     folded = fold_batch_norm(trained_like_model)
-    pruned, _ = prune(folded, 0.5)
+    pruned, _ = prune(folded, 0.5, filter_norms(folded))
     data = UtteranceSet(features)
     options = CompressOptions(steps=3, batch_frames=2000, precision="fp32", distill_weight=1.0, learning_rate=1e-3)
     measured = fine_tune(pruned, folded, data, data, options, "test")
@@ -62,7 +83,8 @@ def test_fine_tuning_runs_the_pruned_model_and_reports_its_size_and_time(trained
 
 
 def test_a_pruned_export_has_its_own_weight_shapes_and_fewer_macs(trained_like_model, exported, tmp_path):
-    pruned, _ = prune(fold_batch_norm(trained_like_model), 0.5)
+    folded = fold_batch_norm(trained_like_model)
+    pruned, _ = prune(folded, 0.5, filter_norms(folded))
     path = tmp_path / "pruned.onnx"
     export(pruned, path)
     assert conv_weight_shapes(path)[8] == (320, 80, 32)

@@ -5,20 +5,28 @@ fewer weights. CPU runtimes have no sparse convolutions (zeros do not run faster
 pruning is structured: every hidden layer keeps the same share ``ratio`` of its output
 channels, chosen by importance, and the result is a plain dense Wav2Letter of narrower
 widths (``hidden_channels``, ``wide_channels`` scaled), which exports, quantizes and runs
-like the trained model. A channel's importance is the norm of its filter (batch norm
-folded in) times the norm of the weights that read it in the next layer: a channel that is
-small on either side contributes little.
+like the trained model.
+
+A channel's importance is what it passes on: the size of its output times the norm of the
+weights that read it in the next layer. ``activation`` measures the output as its RMS after
+ReLU over a few training batches; ``magnitude`` uses its filter's norm (batch norm folded
+in), which needs no data but ignores how the layer's inputs are scaled and which filters
+ReLU mostly silences. Measured on the default model (one layer halved at a time, dev
+greedy CER before any fine-tuning): activation lost less on every layer tried, most on
+conv8's outputs (0.43 against 0.75).
 
 The pruned model is then fine-tuned with CTC mixed with frame-level distillation from the
-trained model (KL of the teacher's log-probs to the student's). Extra training alone helps
-an unconverged model, so the same loop, steps and data also fine-tune the unpruned model:
-``fp32_finetuned``, the control every fine-tuned variant is compared with.
+trained model (KL of the teacher's log-probs to the student's), the learning rate decaying
+along a cosine to zero. Extra training alone helps an unconverged model, so the same loop,
+steps and data also fine-tune the unpruned model: ``fp32_finetuned``, the control every
+fine-tuned variant is compared with.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,17 +43,20 @@ from speechquant.model import Wav2Letter, parameter_count
 from speechquant.params import Checked, limits
 from speechquant.train import TrainOptions, autocast, ctc_loss_sum, evaluate
 
-METHODS = ("magnitude",)  # channel importance: filter norm times the norm of the next layer's weights on it
+# Channel importance, each times the norm of the next layer's weights on the channel:
+# "activation": the channel's RMS output over STATISTICS_BATCHES training batches; "magnitude": its filter's norm.
+METHODS = ("activation", "magnitude")
+STATISTICS_BATCHES = 20
 
 
 @dataclass(frozen=True)
 class CompressOptions(Checked):
     """The ``compress`` params."""
 
-    method: str = field(default="magnitude", metadata=limits(choices=METHODS))
+    method: str = field(default="activation", metadata=limits(choices=METHODS))
     ratio: float = field(default=0.6, metadata=limits(above=0, high=1))  # share of each hidden layer's channels kept
     steps: int = field(default=300, metadata=limits(1, 1_000_000))  # fine-tuning steps, pruned and control alike
-    learning_rate: float = field(default=3e-4, metadata=limits(above=0, high=10))
+    learning_rate: float = field(default=6e-4, metadata=limits(above=0, high=10))  # the cosine's start
     batch_frames: int = field(default=8000, metadata=limits(1))
     distill_weight: float = field(default=0.5, metadata=limits(0, 1))  # 0: CTC only; 1: distillation only
     precision: str = field(default="bf16", metadata=limits(choices=("fp32", "bf16")))  # CPU autocast
@@ -65,13 +76,43 @@ def pruned_widths(folded: Wav2Letter, ratio: float) -> tuple[int, int]:
     return hidden, wide
 
 
-def channel_importance(weight: torch.Tensor, next_weight: torch.Tensor) -> torch.Tensor:
-    """Per output channel of a conv: its filter's norm times the norm of what the next conv reads from it."""
-    return weight.flatten(1).norm(dim=1) * next_weight.transpose(0, 1).flatten(1).norm(dim=1)
+def channel_importance(output_size: torch.Tensor, next_weight: torch.Tensor) -> torch.Tensor:
+    """Per output channel of a conv: the size of its output times the norm of what the next conv reads from it."""
+    return output_size * next_weight.transpose(0, 1).flatten(1).norm(dim=1)
 
 
-def prune(folded: Wav2Letter, ratio: float) -> tuple[Wav2Letter, dict[str, list[int]]]:
-    """A narrower dense copy of a batch-norm-free model, and the channels each layer kept."""
+def filter_norms(folded: Wav2Letter) -> list[torch.Tensor]:
+    """Per hidden layer, each output channel's filter norm: the ``magnitude`` method's output size."""
+    return [getattr(folded, name).weight.detach().flatten(1).norm(dim=1) for name in LAYER_NAMES[:-1]]
+
+
+def activation_rms(folded: Wav2Letter, data: UtteranceSet, batch_frames: int, seed: int) -> list[torch.Tensor]:
+    """Per hidden layer, each channel's root-mean-square output after ReLU over ``STATISTICS_BATCHES``
+    shuffled training batches: the ``activation`` method's output size. Padding frames count as zeros,
+    which scales a layer's channels alike and so leaves their ranking alone."""
+    squares = [torch.zeros(width, dtype=torch.float64) for width in folded.config.widths()[1:-1]]
+    frames = 0
+
+    def conv(index: int, x: torch.Tensor) -> torch.Tensor:
+        if index > 0:  # x: the previous layer's output after ReLU and the padding mask
+            squares[index - 1] = squares[index - 1] + x.double().square().sum(dim=(0, 2))
+        return getattr(folded, LAYER_NAMES[index])(x)
+
+    batches = itertools.islice(data.batches(batch_frames, seed, 0, True), STATISTICS_BATCHES)
+    with torch.no_grad():
+        for positions in batches:
+            batch = data.collate(positions)
+            _, lengths = folded.run_layers(batch.features, batch.lengths, conv)
+            frames += int(lengths.sum())
+    return [(total / max(frames, 1)).sqrt().float() for total in squares]
+
+
+def prune(
+    folded: Wav2Letter, ratio: float, output_sizes: list[torch.Tensor]
+) -> tuple[Wav2Letter, dict[str, list[int]]]:
+    """A narrower dense copy of a batch-norm-free model, and the channels each layer kept.
+
+    ``output_sizes``: per hidden layer, how large each channel's output is (``filter_norms``, ``activation_rms``)."""
     hidden, wide = pruned_widths(folded, ratio)
     config = dataclasses.replace(folded.config, hidden_channels=hidden, wide_channels=wide)
     pruned = Wav2Letter(config)
@@ -81,7 +122,7 @@ def prune(folded: Wav2Letter, ratio: float) -> tuple[Wav2Letter, dict[str, list[
     for index, name in enumerate(LAYER_NAMES):
         conv = getattr(folded, name)
         if index < N_LAYERS - 1:
-            score = channel_importance(conv.weight.detach(), getattr(folded, LAYER_NAMES[index + 1]).weight.detach())
+            score = channel_importance(output_sizes[index], getattr(folded, LAYER_NAMES[index + 1]).weight.detach())
             outputs = torch.sort(torch.topk(score, widths[index + 1]).indices).values
         else:
             outputs = torch.arange(conv.out_channels)  # the classes
@@ -112,8 +153,11 @@ def fine_tune(
     options: CompressOptions,
     name: str,
 ) -> dict[str, Any]:
-    """``options.steps`` AdamW steps of CTC mixed with distillation; the dev loss and greedy CER
-    before and after, and the seconds the steps took."""
+    """``options.steps`` AdamW steps of CTC mixed with distillation, the learning rate decaying along a
+    cosine to zero; the dev loss and greedy CER before and after, and the seconds the steps took.
+
+    Measured at ratio 0.6 (dev greedy CER after 300 steps): cosine from 6e-4 0.144, constant 3e-4
+    0.148, cosine from 1e-3 0.148; distillation weight 0.5 0.144, 0.8 0.149."""
     torch.manual_seed(options.seed)
     settings = TrainOptions(precision=options.precision, device="cpu", batch_frames=options.batch_frames)
     cpu = torch.device("cpu")
@@ -123,7 +167,10 @@ def fine_tune(
     weight = options.distill_weight
     started = time.perf_counter()
     student.train()
-    for positions in tqdm(itertools.islice(endless, options.steps), total=options.steps, desc=name, leave=False):
+    steps = itertools.islice(endless, options.steps)
+    for step, positions in enumerate(tqdm(steps, total=options.steps, desc=name, leave=False)):
+        for group in optimizer.param_groups:
+            group["lr"] = options.learning_rate * 0.5 * (1 + math.cos(math.pi * step / options.steps))
         batch = train.collate(positions)
         with autocast(settings, cpu):
             log_probs, lengths = student(batch.features, batch.lengths)
@@ -155,7 +202,11 @@ def compress(
 ) -> tuple[Wav2Letter, Wav2Letter, dict[str, Any]]:
     """The pruned and fine-tuned model, the control (unpruned, fine-tuned alike), and what was measured."""
     teacher = fold_batch_norm(trained).eval()
-    pruned, _ = prune(teacher, options.ratio)
+    if options.method == "activation":
+        output_sizes = activation_rms(teacher, train, options.batch_frames, options.seed)
+    else:
+        output_sizes = filter_norms(teacher)
+    pruned, _ = prune(teacher, options.ratio, output_sizes)
     control = fold_batch_norm(trained)
     measured = {
         "method": options.method,
