@@ -1,5 +1,6 @@
 """DVC stages `evaluate@<variant>` and `evaluate_lm@<variant>-<lm>`: CTC loss, CER, WER and
-average Levenshtein on dev and test, with the `decode` params, or with them and an n-gram LM."""
+average Levenshtein on every split in `eval.splits` with the `decode` params, or on dev and
+test with them and an n-gram LM (the LMs are trained on the in-domain transcripts)."""
 
 import argparse
 from dataclasses import asdict
@@ -11,6 +12,7 @@ from speechquant.evaluate import LM_LEVELS, EvalOptions, evaluate_split, result_
 from speechquant.fileio import write_csv, write_json
 from speechquant.openvino_session import NotRunnableHere
 from speechquant.params import build, load_params, section
+from speechquant.splits import OUT_OF_DOMAIN_SPLITS
 from speechquant.store import Store
 
 
@@ -38,15 +40,16 @@ def main() -> None:
     decoder = Decoder(decoding, args.lm_dir / f"{decoding.lm}.arpa" if decoding.lm != "none" else None)
     model = args.models_dir / f"{args.variant}.onnx"
     metrics: dict = {"decoder": asdict(decoding)}
+    splits = [split for split in options.splits if not (args.lm and split in OUT_OF_DOMAIN_SPLITS)]
     try:
-        for split in options.splits:
+        for split in splits:
             split_metrics, results = evaluate_split(model, Store(args.features / split), decoder, options, split)
             metrics[split] = split_metrics
             write_csv(plots_dir / name / f"{split}.csv", result_rows(results))
             print(summary_line(name, split, split_metrics))
     except NotRunnableHere as error:  # e.g. bf16 on a CPU without it: said, and the other variants go on
         metrics = {"decoder": metrics["decoder"], "skipped": str(error)}
-        for split in options.splits:
+        for split in splits:
             write_csv(plots_dir / name / f"{split}.csv", [])
         print(f"{name}: skipped, {error}")
     write_json(metrics_dir / f"{name}.json", metrics)

@@ -9,7 +9,8 @@ from speechquant.errors import exit_on_user_error
 from speechquant.features import FeatureOptions, build_split, histogram_rows, split_summary
 from speechquant.fileio import atomic_path, write_csv, write_json
 from speechquant.params import build, load_params, section
-from speechquant.store import SPLITS, Store
+from speechquant.splits import ALL_SPLITS
+from speechquant.store import Store
 
 FRAMES_BIN = 50  # 0.5 s
 CHARS_BIN = 10
@@ -25,9 +26,9 @@ def main() -> None:
     options = build(FeatureOptions, section(load_params(), "features"), "features")
     with atomic_path(args.output) as temporary:
         temporary.mkdir()
-        for split in SPLITS:
+        for split in ALL_SPLITS:
             build_split(args.corpus / split, temporary / split, options)
-    stores = {split: Store(args.output / split) for split in SPLITS}
+    stores = {split: Store(args.output / split) for split in ALL_SPLITS}
     write_json(args.metrics, {split: split_summary(store) for split, store in stores.items()})
     frames = {split: np.diff(store.offsets) for split, store in stores.items()}
     chars = {split: np.array([len(u.text) for u in s.utterances if u.text is not None]) for split, s in stores.items()}

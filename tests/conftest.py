@@ -46,7 +46,7 @@ def tiny_params(default_params, tiny_synth) -> dict:
 def tiny_synth(default_params) -> dict:
     """The default synth params with a few seconds of audio per split."""
     synth = default_params["data"]["synth"]
-    synth["hours"] = {"train": 0.006, "dev": 0.002, "test": 0.002}
+    synth["hours"] = {"train": 0.006, "dev": 0.002, "test": 0.002, "dev_unseen_text": 0.002, "dev_unseen_voice": 0.002}
     return synth
 
 

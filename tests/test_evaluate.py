@@ -88,3 +88,13 @@ def test_evaluation_and_the_command_import_without_torch():
     code = "import sys; sys.modules['torch'] = None; import speechquant.evaluate, speechquant.cli"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_empty_split_scores_nothing_and_never_opens_the_model(tmp_path):
+    with StoreWriter(tmp_path / "empty", np.float16, (40,), {"kind": "log_mel", "n_mels": 40}):
+        pass
+    decoder = Decoder(DecoderOptions(method="greedy"))
+    metrics, results = evaluate_split(
+        tmp_path / "no_such_model.onnx", Store(tmp_path / "empty"), decoder, EvalOptions()
+    )
+    assert results == [] and metrics["scored"] == 0 and metrics["cer"] is None

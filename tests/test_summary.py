@@ -8,6 +8,7 @@ from speechquant.report.markdown import (
     README_END,
     Results,
     decoder_words,
+    domain_shift_table,
     readme_block,
     readme_results,
     replace_readme_block,
@@ -64,3 +65,29 @@ def test_the_shipping_advice_is_the_fastest_row_not_measurably_worse_than_fp32()
     latencies = [results.timing(v)["latency_ms_p50"] for v in eligible if results.timing(v)]
     latencies += [rows[v]["latency"]["batch1_10s_1thread"]["latency_ms_p50"] for v in eligible if v in rows]
     assert fastest.split("`")[1] in eligible and milliseconds == round(min(latencies), 1)
+
+
+def test_the_domain_shift_table_sets_each_variants_change_in_and_out_of_domain_side_by_side():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    results = Results.load(REPO, params)
+    table = domain_shift_table(results)
+    rows = {line.split(" | ")[0].removeprefix("| "): line.split(" | ") for line in table if line.startswith("| ")}
+    assert rows["variant"][1:] == [
+        "dev CER",
+        "change vs fp32",
+        "dev_unseen_text CER",
+        "change vs fp32",
+        "dev_unseen_voice CER",
+        "change vs fp32 |",
+    ]
+    for split_index, split in ((1, "dev"), (3, "dev_unseen_text"), (5, "dev_unseen_voice")):
+        assert float(rows["static_int8"][split_index]) == round(results.evaluation["static_int8"][split]["cer"], 4)
+        assert rows["static_int8"][split_index + 1].rstrip(" |").endswith(("worse", "better", "no measurable change"))
+    assert rows["fp32"][2] == "reference"
+
+
+def test_without_out_of_domain_utterances_the_table_says_so_instead_of_dividing_by_nothing():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    results = Results.load(REPO, params)
+    results.evaluation[results.reference]["dev_unseen_text"] = {"scored": 0, "cer": None}
+    assert "no out-of-domain utterances" in domain_shift_table(results)[0]

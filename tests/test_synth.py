@@ -75,3 +75,70 @@ def test_synthesis_that_always_fails_stops_with_an_error(tmp_path, tiny_synth, m
     with pytest.raises(UserError, match="keeps failing, last: RuntimeError: no audio device"):
         synth.build_split(build(synth.SynthOptions, tiny_synth, "s"), "train", tmp_path / "s", workers=2)
     assert not (tmp_path / "s").exists()
+
+
+ALL_ON = {
+    "reverb": {"probability": 0.5},
+    "channel": {"probability": 0.5},
+    "speed": {"probability": 0.5},
+    "level": {"probability": 0.5},
+    "babble": {"probability": 0.5},
+}
+
+
+def test_augmented_training_audio_is_byte_identical_whatever_the_workers(tmp_path, tiny_synth):
+    tiny_synth["augment"] = ALL_ON
+    options = build(synth.SynthOptions, tiny_synth, "data.synth")
+    synth.build_split(options, "train", tmp_path / "one", workers=1)
+    synth.build_split(options, "train", tmp_path / "two", workers=2)
+    assert digest(tmp_path / "one") == digest(tmp_path / "two")
+    conditions = [set(u.source.get("conditions", {})) for u in Store(tmp_path / "one").utterances]
+    for name in ("rt60_s", "channel", "speed", "gain_db", "babble_snr_db"):  # each drawn per utterance
+        assert any(name in drawn for drawn in conditions) and not all(name in drawn for drawn in conditions)
+
+
+def test_augmentation_off_leaves_every_other_choice_as_before(tiny_synth):
+    plain = list(zip(range(8), synth.plans(build(synth.SynthOptions, tiny_synth, "s"), "train"), strict=False))
+    tiny_synth["augment"] = ALL_ON
+    augmented = list(zip(range(8), synth.plans(build(synth.SynthOptions, tiny_synth, "s"), "train"), strict=False))
+    assert [(p.text, p.voice, p.noise_snr_db) for _, p in plain] == [
+        (p.text, p.voice, p.noise_snr_db) for _, p in augmented
+    ]
+    assert all(p.augmentation.babble_talkers == 0 and not p.babble for _, p in plain)
+    assert any(p.babble for _, p in augmented)
+
+
+def test_out_of_domain_splits_differ_from_training_as_their_names_say(tiny_synth):
+    options = build(synth.SynthOptions, tiny_synth, "s")
+    pools = synth.sentence_pools()
+    unseen_text = list(zip(range(20), synth.plans(options, "dev_unseen_text"), strict=False))
+    assert not {p.text for _, p in unseen_text} & (set(pools["train"]) | set(pools["dev"]))
+    assert all(p.voice.name.split("+")[1] in options.variants for _, p in unseen_text)  # training's voices
+    unseen_voice = list(zip(range(20), synth.plans(options, "dev_unseen_voice"), strict=False))
+    assert {p.text for _, p in unseen_voice} <= set(pools["dev"])  # training's text domain, never its sentences
+    for _, plan in unseen_voice:
+        assert plan.voice.name.split("+")[1] in options.held_out.variants
+        assert plan.voice.words_per_minute > max(options.words_per_minute)
+        assert plan.augmentation.rt60_s > max(options.augment.reverb.rt60_s)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"held_out": {"variants": ["m8", "nobody"]}},
+            r"data\.synth\.held_out\.variants: espeak-ng has no \['nobody'\]",
+        ),
+        (
+            {"held_out": {"variants": ["m8", "f3"]}},
+            r"data\.synth\.held_out\.variants: \['f3'\] also in data\.synth\.variants",
+        ),
+        ({"augment": {"reverb": {"probability": 1.5}}}, r"data\.synth\.augment\.reverb\.probability is 1\.5"),
+        ({"augment": {"babble": {"probability": -0.1}}}, r"data\.synth\.augment\.babble\.probability is -0\.1"),
+        ({"augment": {"echo": {"probability": 0.1}}}, r"unknown params data\.synth\.augment\.echo"),
+    ],
+)
+def test_a_bad_held_out_voice_or_augmentation_is_one_error_naming_the_key(tiny_synth, change, message):
+    tiny_synth.update(change)
+    with pytest.raises(UserError, match=message):
+        build(synth.SynthOptions, tiny_synth, "data.synth")

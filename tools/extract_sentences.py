@@ -1,10 +1,11 @@
 """Rebuild the committed sentence lists from Debian's packages (a maintainer tool).
 
 The synthetic corpus needs English text that anyone may redistribute. This script made
-``wordnet.txt.gz`` and ``web.txt.gz`` from two Debian packages; the pipeline only reads
-those files, so users never need apt. To rebuild them::
+``wordnet.txt.gz`` and ``web.txt.gz`` (training, dev and test) and ``jargon.txt.gz`` (the
+``dev_unseen_text`` split only: a text domain training never sees) from three Debian
+packages; the pipeline only reads those files, so users never need apt. To rebuild them::
 
-    apt-get download wordnet-base sword-text-web
+    apt-get download wordnet-base sword-text-web dict-jargon
     for f in *.deb; do dpkg-deb -x "$f" root; done
     python tools/extract_sentences.py root
 
@@ -82,6 +83,27 @@ def sword_ztext_verses(module_dir: Path) -> list[str]:
     return verses
 
 
+def dictd_paragraphs(dict_file: Path) -> list[str]:
+    """The prose paragraphs of a dictd database (``.dict.dz`` is gzip): indented definition text,
+    with ``{cross references}`` kept as words and ``[etymology]`` brackets dropped."""
+    with gzip.open(dict_file, "rt", encoding="utf-8") as text:
+        paragraphs = text.read().split("\n\n")
+    prose = []
+    for paragraph in paragraphs:
+        lines = paragraph.splitlines()
+        if not lines or not all(line.startswith("    ") for line in lines):
+            continue  # a headword, a pronunciation line or a quoted verse
+        joined = " ".join(line.strip() for line in lines)
+        joined = re.sub(r"\[[^\]]*\]", " ", joined).replace("{", "").replace("}", "")
+        prose.append(" ".join(joined.replace("\u201c", " ").replace("\u201d", " ").split()))
+    return prose
+
+
+def sentences_of(paragraph: str) -> list[str]:
+    """A paragraph cut at sentence ends, each sentence whole or dropped."""
+    return [sentence for sentence in _SENTENCE_END.split(paragraph) if len(sentence.split()) <= MAX_WORDS]
+
+
 def chunk(verse: str) -> list[str]:
     """Split a verse at sentence ends and pack the pieces into chunks of at most MAX_WORDS."""
     chunks: list[str] = []
@@ -117,14 +139,17 @@ def write_gzipped_lines(path: Path, lines: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path, help="directory the two .deb packages were extracted into")
+    parser.add_argument("root", type=Path, help="directory the three .deb packages were extracted into")
     args = parser.parse_args()
     wordnet = unique_cleaned(wordnet_examples(args.root / "usr/share/wordnet"))
     verses = sword_ztext_verses(args.root / "usr/share/sword/modules/texts/ztext/engWEB2015eb")
     web = unique_cleaned([piece for verse in verses for piece in chunk(verse)])
     write_gzipped_lines(HERE / "wordnet.txt.gz", wordnet)
     write_gzipped_lines(HERE / "web.txt.gz", web)
-    print(f"wordnet: {len(wordnet)} sentences, web: {len(web)} chunks")
+    paragraphs = dictd_paragraphs(args.root / "usr/share/dictd/jargon.dict.dz")
+    jargon = unique_cleaned([sentence for paragraph in paragraphs for sentence in sentences_of(paragraph)])
+    write_gzipped_lines(HERE / "jargon.txt.gz", jargon)
+    print(f"wordnet: {len(wordnet)} sentences, web: {len(web)} chunks, jargon: {len(jargon)} sentences")
 
 
 if __name__ == "__main__":

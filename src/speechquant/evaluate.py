@@ -36,7 +36,8 @@ from speechquant.decode import LMS, Decoder
 from speechquant.metrics import char_edits, error_rate, word_error_rate
 from speechquant.params import Checked, limits, matrix_item, require_listed, section
 from speechquant.runtime import open_model
-from speechquant.store import SPLITS, Store, pad_rows
+from speechquant.splits import ALL_SPLITS
+from speechquant.store import Store, pad_rows
 from speechquant.text import tokenize
 
 MIN_PADDED_FRAMES = 256
@@ -46,7 +47,7 @@ MIN_PADDED_FRAMES = 256
 class EvalOptions(Checked):
     """How the evaluate stage runs; none of these may change a score."""
 
-    splits: tuple[str, ...] = field(default=("dev", "test"), metadata=limits(choices=SPLITS))
+    splits: tuple[str, ...] = field(default=("dev", "test"), metadata=limits(choices=ALL_SPLITS))
     batch_size: int = field(default=32, metadata=limits(1, 100_000))
     workers: int = field(default=0, metadata=limits(0, 1024))  # concurrent single-threaded runs; 0: one per core
 
@@ -104,7 +105,10 @@ def model_outputs(
 def evaluate_split(
     model_path: Path, store: Store, decoder: Decoder, options: EvalOptions, name: str | None = None
 ) -> tuple[dict[str, Any], list[UtteranceResult]]:
-    """Metrics of one split and the per-utterance results behind them."""
+    """Metrics of one split and the per-utterance results behind them; an empty split (an
+    out-of-domain set a source does not have) scores nothing and runs nothing."""
+    if len(store) == 0:
+        return {**scores([]), "batch_size": options.batch_size, "model_seconds": 0.0, "decode_seconds": 0.0}, []
     model = open_model(model_path, threads=1, concurrent=options.worker_count())
     model.check_features(store)
     batch_size = 1 if batch_dependent(model_path) else options.batch_size

@@ -1,7 +1,9 @@
 """Corpus sources: each turns its raw input into one utterance store per split.
 
 ``synth`` and ``librispeech`` give 16 kHz audio stores, ``hw4p2`` gives mel power
-stores; the features stage turns either into log-mel.
+stores; the features stage turns either into log-mel. The out-of-domain dev splits
+(``splits.OUT_OF_DOMAIN_SPLITS``) come from ``synth`` alone; every other source, and synth
+given no hours for one, writes them empty, so each stage can name all five splits.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from speechquant.audio import SAMPLE_RATE
 from speechquant.errors import UserError
 from speechquant.fileio import atomic_path
 from speechquant.params import build, section
-from speechquant.store import SPLITS
+from speechquant.splits import OUT_OF_DOMAIN_SPLITS
+from speechquant.store import SPLITS, StoreWriter
 
 SOURCES = ("synth", "hw4p2", "librispeech")
 
@@ -56,4 +62,17 @@ def build_corpus(data_params: dict[str, Any], output: Path, workers: int) -> dic
         else:
             for split in SPLITS:
                 metas[split] = build_librispeech_split(librispeech_options, split, temporary / split)
+        for split in OUT_OF_DOMAIN_SPLITS:
+            if source == "synth" and synth_options.hours.get(split, 0) > 0:
+                metas[split] = build_split(synth_options, split, temporary / split, workers)
+            else:
+                metas[split] = empty_split(temporary / split, source)
     return metas
+
+
+def empty_split(output: Path, source: str) -> dict[str, Any]:
+    """An audio store with no utterances: a split this source does not have."""
+    meta = {"kind": "audio", "sample_rate": SAMPLE_RATE, "source": source, "skipped": {}, "dropped_chars": 0}
+    with StoreWriter(output, np.int16, (), meta) as writer:
+        pass
+    return writer.meta

@@ -5,6 +5,15 @@ pitch, pitch range, word gap, noise) comes from a generator seeded with
 ``(seed, split, i)``, and audio is made in fixed shards of ``SHARD_SIZE`` utterances,
 each in a fresh process. So the same params give byte-identical audio whatever the
 number of workers, and an espeak crash costs one counted utterance, not the stage.
+The training split's extra conditions (``augment``: rooms, channels, speed, level,
+babble) come from a second generator seeded with ``(seed, split, i, 1)``, so they leave
+every other choice, and the corpus with them all off, exactly as before.
+
+Two out-of-domain dev splits measure what the in-domain ones cannot:
+``dev_unseen_text`` is the Jargon File's sentences (a text domain training never sees)
+spoken as dev is; ``dev_unseen_voice`` is dev's sentences spoken by the voice variants in
+``held_out`` (never in training), faster than training speaks, in a far-field room with
+brown noise, conditions the training split does not have.
 """
 
 from __future__ import annotations
@@ -22,21 +31,35 @@ import soxr
 from tqdm import tqdm
 
 from speechquant.audio import SAMPLE_RATE
+from speechquant.corpus import augment
+from speechquant.corpus.augment import Augmentation, AugmentOptions
 from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
 from speechquant.errors import UserError
 from speechquant.params import Checked, limits
 from speechquant.skips import SkipLog
-from speechquant.store import SPLITS, StoreWriter, Utterance
+from speechquant.splits import ALL_SPLITS
+from speechquant.store import StoreWriter, Utterance
 
 SENTENCE_DIR = Path(__file__).parent / "sentences"
 SENTENCE_FILES = ("wordnet.txt.gz", "web.txt.gz")
+UNSEEN_TEXT_FILE = "jargon.txt.gz"  # dev_unseen_text only
 SHARD_SIZE = 32
 # This many failures in a row means synthesis is broken, not unlucky: stop and say so.
 MAX_CONSECUTIVE_FAILURES = 2 * SHARD_SIZE
 # Sentences go to a split by a hash of their text, so a dev or test sentence never
 # occurs in train, whatever the seed or the hours asked for.
 HELD_OUT_PERCENT = {"dev": 5, "test": 5}
+
+
+@dataclass(frozen=True)
+class HeldOutOptions(Checked):
+    """The ``data.synth.held_out`` params: how ``dev_unseen_voice`` differs from anything in training."""
+
+    variants: tuple[str, ...] = ("m8", "klatt5", "iven", "shelby", "quincy", "edward", "aunty", "rob")
+    words_per_minute: tuple[int, int] = field(default=(230, 280), metadata=limits(80, 450))
+    rt60_s: tuple[float, float] = field(default=(0.7, 1.2), metadata=limits(0.05, 2.0))  # a far-field room
+    brown_noise_snr_db: tuple[float, float] = field(default=(10.0, 25.0), metadata=limits(-20, 100))
 
 
 @dataclass(frozen=True)
@@ -53,23 +76,36 @@ class SynthOptions(Checked):
     word_gap: tuple[int, int] = field(metadata=limits(0, 100))
     noise_probability: float = field(metadata=limits(0, 1))
     noise_snr_db: tuple[float, float] = field(metadata=limits(-20, 100))
+    held_out: HeldOutOptions = field(default_factory=HeldOutOptions)
+    augment: AugmentOptions = field(default_factory=AugmentOptions)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("words_per_minute", "pitch", "pitch_range", "word_gap", "noise_snr_db"):
-            low, high = getattr(self, name)
+        for name, (low, high) in (
+            *((name, getattr(self, name)) for name in ("words_per_minute", "pitch", "pitch_range", "word_gap")),
+            ("noise_snr_db", self.noise_snr_db),
+            *((f"held_out.{name}", getattr(self.held_out, name)) for name in ("words_per_minute", "rt60_s")),
+            ("held_out.brown_noise_snr_db", self.held_out.brown_noise_snr_db),
+        ):
             if low > high:
                 raise ValueError(f"data.synth.{name}: low {low} is above high {high}")
-        if not self.languages or not self.variants:
-            raise ValueError("data.synth.languages and data.synth.variants must not be empty")
+        if not self.languages or not self.variants or not self.held_out.variants:
+            raise ValueError("data.synth.languages, variants and held_out.variants must not be empty")
         languages, variants = available_voices()
-        for name, given, valid in (("languages", self.languages, languages), ("variants", self.variants, variants)):
+        for name, given, valid in (
+            ("languages", self.languages, languages),
+            ("variants", self.variants, variants),
+            ("held_out.variants", self.held_out.variants, variants),
+        ):
             unknown = sorted(set(given) - valid, key=str)
             if unknown:
                 raise ValueError(f"data.synth.{name}: espeak-ng has no {unknown}; valid: {sorted(valid)}")
-        unknown = set(self.hours) - set(SPLITS)
+        both = sorted(set(self.held_out.variants) & set(self.variants))
+        if both:
+            raise ValueError(f"data.synth.held_out.variants: {both} also in data.synth.variants (training)")
+        unknown = set(self.hours) - set(ALL_SPLITS)
         if unknown:
-            raise ValueError(f"data.synth.hours: unknown splits {sorted(unknown)}; valid: {list(SPLITS)}")
+            raise ValueError(f"data.synth.hours: unknown splits {sorted(unknown)}; valid: {list(ALL_SPLITS)}")
 
 
 @dataclass(frozen=True)
@@ -82,6 +118,8 @@ class Plan:
     noise_snr_db: float | None
     noise_seed: int
     espeak_seed: int
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    babble: tuple[tuple[str, Voice, int], ...] = ()  # other talkers: sentence, voice, espeak seed
 
 
 def split_of(sentence: str) -> str:
@@ -94,47 +132,88 @@ def split_of(sentence: str) -> str:
     return "train"
 
 
+def _sentences(name: str) -> Iterator[str]:
+    with gzip.open(SENTENCE_DIR / name, "rt", encoding="utf-8") as lines:
+        yield from (line.strip() for line in lines if line.strip())
+
+
 @cache
 def sentence_pools() -> dict[str, tuple[str, ...]]:
-    """All committed sentences, grouped by split."""
-    pools: dict[str, list[str]] = {split: [] for split in SPLITS}
+    """All committed sentences, grouped by split; ``dev_unseen_voice`` speaks dev's sentences and
+    ``dev_unseen_text`` the Jargon File's, less any sentence the other sources also hold."""
+    pools: dict[str, list[str]] = {split: [] for split in ("train", "dev", "test")}
     for name in SENTENCE_FILES:
-        with gzip.open(SENTENCE_DIR / name, "rt", encoding="utf-8") as lines:
-            for line in lines:
-                sentence = line.strip()
-                if sentence:
-                    pools[split_of(sentence)].append(sentence)
-    return {split: tuple(sentences) for split, sentences in pools.items()}
+        for sentence in _sentences(name):
+            pools[split_of(sentence)].append(sentence)
+    seen = {sentence for sentences in pools.values() for sentence in sentences}
+    unseen_text = [sentence for sentence in _sentences(UNSEEN_TEXT_FILE) if sentence not in seen]
+    return {
+        **{split: tuple(sentences) for split, sentences in pools.items()},
+        "dev_unseen_voice": tuple(pools["dev"]),
+        "dev_unseen_text": tuple(unseen_text),
+    }
 
 
 def _uniform_int(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
+def _voice(
+    options: SynthOptions, rng: np.random.Generator, variants: tuple[str, ...], speeds: tuple[int, int]
+) -> Voice:
+    return Voice(
+        name=f"{options.languages[rng.integers(len(options.languages))]}+{variants[rng.integers(len(variants))]}",
+        words_per_minute=_uniform_int(rng, speeds),
+        pitch=_uniform_int(rng, options.pitch),
+        pitch_range=_uniform_int(rng, options.pitch_range),
+        word_gap=_uniform_int(rng, options.word_gap),
+    )
+
+
 def plans(options: SynthOptions, split: str) -> Iterator[Plan]:
     """The endless, seeded sequence of utterances for a split (sentences reused once exhausted)."""
-    split_number = SPLITS.index(split)
+    split_number = ALL_SPLITS.index(split)
     pool = sentence_pools()[split]
     order = np.random.default_rng([options.seed, split_number]).permutation(len(pool))
+    unseen_voice = split == "dev_unseen_voice"
+    held_out = options.held_out
     for index in itertools.count():
         rng = np.random.default_rng([options.seed, split_number, index])
-        voice = Voice(
-            name=f"{options.languages[rng.integers(len(options.languages))]}+"
-            f"{options.variants[rng.integers(len(options.variants))]}",
-            words_per_minute=_uniform_int(rng, options.words_per_minute),
-            pitch=_uniform_int(rng, options.pitch),
-            pitch_range=_uniform_int(rng, options.pitch_range),
-            word_gap=_uniform_int(rng, options.word_gap),
-        )
+        if unseen_voice:
+            voice = _voice(options, rng, held_out.variants, held_out.words_per_minute)
+        else:
+            voice = _voice(options, rng, options.variants, options.words_per_minute)
         noisy = rng.random() < options.noise_probability
         snr = float(rng.uniform(*options.noise_snr_db)) if noisy else None
+        noise_seed, espeak_seed = int(rng.integers(2**63)), int(rng.integers(2**31))
+        conditions = np.random.default_rng([options.seed, split_number, index, 1])
+        augmentation, babble = Augmentation(), ()
+        if split == "train":
+            augmentation = augment.draw(options.augment, conditions)
+            train = sentence_pools()["train"]
+            babble = tuple(
+                (
+                    train[conditions.integers(len(train))],
+                    _voice(options, conditions, options.variants, options.words_per_minute),
+                    int(conditions.integers(2**31)),
+                )
+                for _ in range(augmentation.babble_talkers)
+            )
+        elif unseen_voice:
+            augmentation = Augmentation(
+                rt60_s=float(conditions.uniform(*held_out.rt60_s)),
+                brown_noise_snr_db=float(conditions.uniform(*held_out.brown_noise_snr_db)),
+                seed=int(conditions.integers(2**63)),
+            )
         yield Plan(
             id=f"synth-{split}-{index:06d}",
             text=pool[order[index % len(pool)]],
             voice=voice,
-            noise_snr_db=snr,
-            noise_seed=int(rng.integers(2**63)),
-            espeak_seed=int(rng.integers(2**31)),
+            noise_snr_db=None if unseen_voice else snr,
+            noise_seed=noise_seed,
+            espeak_seed=espeak_seed,
+            augmentation=augmentation,
+            babble=babble,
         )
 
 
@@ -157,15 +236,40 @@ def add_noise(samples: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     return samples + noise
 
 
-def speak(plan: Plan) -> np.ndarray:
-    """Make one utterance's 16 kHz int16 audio; runs in a worker process."""
+def _synthesize(text: str, voice: Voice, seed: int) -> np.ndarray:
     espeak = _espeak()
-    raw = espeak.synthesize(plan.text, plan.voice, plan.espeak_seed)
+    raw = espeak.synthesize(text, voice, seed)
     if raw.size == 0:
         raise RuntimeError("espeak-ng produced no audio")
-    samples = soxr.resample(raw.astype(np.float32) / 32768.0, espeak.sample_rate, SAMPLE_RATE, quality="HQ")
+    return soxr.resample(raw.astype(np.float32) / 32768.0, espeak.sample_rate, SAMPLE_RATE, quality="HQ")
+
+
+def speak(plan: Plan) -> np.ndarray:
+    """Make one utterance's 16 kHz int16 audio; runs in a worker process.
+
+    The conditions apply in the order sound meets them: the talker's speed, the room, the
+    other talkers and noise in it, then the line or codec, then the recording level."""
+    samples = _synthesize(plan.text, plan.voice, plan.espeak_seed)
+    conditions = plan.augmentation
+    rng = np.random.default_rng(conditions.seed)
+    if conditions.speed is not None:
+        samples = augment.change_speed(samples, conditions.speed)
+    if conditions.rt60_s is not None:
+        samples = augment.convolve(samples, augment.impulse_response(conditions.rt60_s, rng))
+    if plan.babble and conditions.babble_snr_db is not None:
+        talkers = [_synthesize(text, voice, seed) for text, voice, seed in plan.babble]
+        samples = augment.mix_at_snr(samples, augment.babble_of(talkers, len(samples)), conditions.babble_snr_db)
+    if conditions.brown_noise_snr_db is not None:
+        brown = augment.coloured_noise(len(samples), "brown", rng)
+        samples = augment.mix_at_snr(samples, brown, conditions.brown_noise_snr_db)
     if plan.noise_snr_db is not None:
         samples = add_noise(samples, plan.noise_snr_db, plan.noise_seed)
+    if conditions.channel == "telephone":
+        samples = augment.telephone(samples)
+    elif conditions.channel == "opus":
+        samples = augment.opus_round_trip(samples)
+    if conditions.gain_db is not None:
+        samples = samples * np.float32(10 ** (conditions.gain_db / 20))
     peak = float(np.max(np.abs(samples)))
     if peak > 0.99:  # noise or resampling overshoot: scale down rather than clip
         samples *= 0.99 / peak
@@ -207,6 +311,9 @@ def build_split(options: SynthOptions, split: str, output: Path, workers: int) -
                 "word_gap": plan.voice.word_gap,
                 "noise_snr_db": plan.noise_snr_db,
             }
+            drawn = {key: value for key, value in vars(plan.augmentation).items() if value and key != "seed"}
+            if drawn:  # only then: with every condition off the manifest stays as it was
+                source["conditions"] = drawn
             writer.append(Utterance(plan.id, plan.text, 0, source), outcome.result)
             seconds += len(outcome.result) / SAMPLE_RATE
             progress.update(min(int(seconds), progress.total) - progress.n)

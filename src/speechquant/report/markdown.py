@@ -16,6 +16,7 @@ from typing import Any
 
 from speechquant.benchmark import PYTORCH
 from speechquant.compare import CompareOptions, Scored, describe_difference, examples, paired_bootstrap
+from speechquant.splits import OUT_OF_DOMAIN_SPLITS
 from speechquant.variants import CONTROL
 
 HEADLINE = "batch1_10s_1thread"  # the latency configuration the targets are stated at
@@ -247,6 +248,9 @@ def report_markdown(results: Results, figures: Path) -> str:
     ]
     for split in results.splits:
         lines += [f"- {split}, {v}: {_versus(results, v, split)}" for v in results.variants if v != results.reference]
+    if any(split in OUT_OF_DOMAIN_SPLITS for split in results.splits):
+        lines += ["", "## Under domain shift: in-domain dev against the out-of-domain dev sets", ""]
+        lines += domain_shift_table(results)
     if results.lm:
         lines += ["", "## Decoding with an n-gram LM", "", *lm_table(results)]
     if CONTROL in results.variants:
@@ -299,6 +303,35 @@ def _timed(row: dict[str, Any] | None) -> str:
 
 def _share(row: dict[str, Any] | None) -> str:
     return f"{row['share_of_peak']:.0%}" if row and "share_of_peak" in row else "-"
+
+
+def domain_shift_table(results: Results) -> list[str]:
+    """Each variant's CER on dev and on each out-of-domain dev set, with its paired-bootstrap change
+    against the reference on the same utterances: whether quantization costs more under shift."""
+    splits = ["dev", *(split for split in OUT_OF_DOMAIN_SPLITS if split in results.splits)]
+    reference = results.evaluation[results.reference]
+    if not all(reference.get(split, {}).get("scored") for split in splits):
+        return ["The corpus has no out-of-domain utterances (they are built by `data.source: synth` only)."]
+    dev_cer = reference["dev"]["cer"]
+    ratios = ", ".join(f"{split} {reference[split]['cer'] / dev_cer:.2f}x" for split in splits[1:])
+    lines = [
+        f"`dev_unseen_text`: sentences of a text domain training never saw (the Jargon File), spoken as dev is; "
+        f"`dev_unseen_voice`: dev's sentences by held-out espeak-ng voices, faster, in a far-field room with "
+        f"brown noise (`data.synth.held_out`). {results.reference}'s CER against its in-domain dev CER: {ratios}.",
+        "",
+        "| variant | " + " | ".join(f"{split} CER | change vs {results.reference}" for split in splits) + " |",
+        "| --- | " + " | ".join("---: | ---" for _ in splits) + " |",
+    ]
+    for v in results.variants:
+        evaluation = results.evaluation[v]
+        if "skipped" in evaluation:
+            continue
+        cells = [
+            f"{optional_number(evaluation.get(split, {}).get('cer'))} | {_versus(results, v, split)}"
+            for split in splits
+        ]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def runtime_table(results: Results) -> list[str]:
