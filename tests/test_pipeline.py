@@ -77,7 +77,10 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
 
     dev = Store(project / "data" / "features" / "dev")
     evaluation = json.loads((project / "metrics" / "eval" / "static_int8.json").read_text())
-    assert set(evaluation) == {"decoder", "dev", "test"} and evaluation["dev"]["scored"] == len(dev)  # none dropped
+    assert set(evaluation) == {"decoder", "dev", "test", "dev_unseen_text", "dev_unseen_voice"}
+    assert evaluation["dev"]["scored"] == len(dev)  # none dropped
+    for split in ("dev_unseen_text", "dev_unseen_voice"):  # built by the corpus stage and scored like dev
+        assert evaluation[split]["scored"] == len(Store(project / "data" / "features" / split)) > 0
     rows = read_table(project / "plots" / "eval" / "static_int8" / "dev.csv")
     assert len(rows) == len(dev) and evaluation["dev"]["ctc_loss"] > 0
     edits, characters = sum(int(r["edits"]) for r in rows), sum(len(r["reference"]) for r in rows)
@@ -85,6 +88,7 @@ def test_repro_builds_everything_then_reruns_only_what_changed(project):
     assert evaluation["decoder"]["method"] == "beam" and evaluation["decoder"]["lm"] == "none"
     with_lm = json.loads((project / "metrics" / "eval_lm" / "static_int8-char.json").read_text())
     assert with_lm["decoder"]["lm"] == "char" and with_lm["dev"]["scored"] == len(dev)
+    assert set(with_lm) == {"decoder", "dev", "test"}  # the LMs know in-domain text only
     comparison = json.loads((project / "metrics" / "compare.json").read_text())
     interval = comparison["static_int8"]["dev"]["vs_fp32"]
     assert interval["ci95_low"] <= interval["cer_difference"] <= interval["ci95_high"]
