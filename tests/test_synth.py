@@ -136,6 +136,11 @@ def test_out_of_domain_splits_differ_from_training_as_their_names_say(tiny_synth
         ({"augment": {"reverb": {"probability": 1.5}}}, r"data\.synth\.augment\.reverb\.probability is 1\.5"),
         ({"augment": {"babble": {"probability": -0.1}}}, r"data\.synth\.augment\.babble\.probability is -0\.1"),
         ({"augment": {"echo": {"probability": 0.1}}}, r"unknown params data\.synth\.augment\.echo"),
+        (
+            {"augment": {"babble": {"snr_db": [20, 5]}}},
+            r"data\.synth\.augment\.babble\.snr_db: low 20\.0 is above high 5\.0",
+        ),
+        ({"held_out": {"rt60_s": [1.2, 0.7]}}, r"data\.synth\.held_out\.rt60_s: low 1\.2 is above high 0\.7"),
     ],
 )
 def test_a_bad_held_out_voice_or_augmentation_is_one_error_naming_the_key(tiny_synth, change, message):

@@ -78,10 +78,23 @@ class AugmentOptions(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("reverb", "speed", "level", "babble"):
-            low, high = next(value for value in vars(getattr(self, name)).values() if isinstance(value, tuple))
-            if low > high:
-                raise ValueError(f"data.synth.augment.{name}: low {low} is above high {high}")
+        check_ordered(
+            "data.synth.augment",
+            {
+                "reverb.rt60_s": self.reverb.rt60_s,
+                "speed.factor": self.speed.factor,
+                "level.gain_db": self.level.gain_db,
+                "babble.talkers": self.babble.talkers,
+                "babble.snr_db": self.babble.snr_db,
+            },
+        )
+
+
+def check_ordered(prefix: str, ranges: dict[str, tuple[float, float]]) -> None:
+    """Refuse an inclusive ``[low, high]`` param whose low is above its high, naming its key."""
+    for name, (low, high) in ranges.items():
+        if low > high:
+            raise ValueError(f"{prefix}.{name}: low {low} is above high {high}")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from speechquant.audio import SAMPLE_RATE
 from speechquant.corpus import augment
-from speechquant.corpus.augment import Augmentation, AugmentOptions
+from speechquant.corpus.augment import Augmentation, AugmentOptions, check_ordered
 from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
 from speechquant.errors import UserError
@@ -81,14 +81,16 @@ class SynthOptions(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name, (low, high) in (
-            *((name, getattr(self, name)) for name in ("words_per_minute", "pitch", "pitch_range", "word_gap")),
-            ("noise_snr_db", self.noise_snr_db),
-            *((f"held_out.{name}", getattr(self.held_out, name)) for name in ("words_per_minute", "rt60_s")),
-            ("held_out.brown_noise_snr_db", self.held_out.brown_noise_snr_db),
-        ):
-            if low > high:
-                raise ValueError(f"data.synth.{name}: low {low} is above high {high}")
+        check_ordered(
+            "data.synth",
+            {
+                **{name: getattr(self, name) for name in ("words_per_minute", "pitch", "pitch_range", "word_gap")},
+                "noise_snr_db": self.noise_snr_db,
+                "held_out.words_per_minute": self.held_out.words_per_minute,
+                "held_out.rt60_s": self.held_out.rt60_s,
+                "held_out.brown_noise_snr_db": self.held_out.brown_noise_snr_db,
+            },
+        )
         if not self.languages or not self.variants or not self.held_out.variants:
             raise ValueError("data.synth.languages, variants and held_out.variants must not be empty")
         languages, variants = available_voices()
