@@ -60,3 +60,26 @@ def test_a_difference_whose_interval_holds_zero_is_called_no_measurable_change()
     worse = paired_bootstrap(scored(list(base + 1), list(lengths)), scored(list(base), list(lengths)), 1000, 0)
     assert worse["measurable"] and describe_difference(worse).endswith(": worse")
     assert describe_difference(worse).startswith(f"{worse['relative_difference']:+.2%} (")
+
+
+def _write_scores(folder, split, rows):
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["id,frames,edits,ctc_loss,reference,hypothesis"]
+    lines += [f"{uid},100,{edits},1.0,abcdefghij,x" for uid, edits in rows]
+    (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_compare_scores_pairs_two_runs_on_the_same_utterances_and_refuses_different_ones(tmp_path):
+    from compare_scores import compare
+
+    old = [(f"u{i}", 3) for i in range(40)]
+    _write_scores(tmp_path / "old", "test", old)
+    _write_scores(tmp_path / "new", "test", [(uid, 1) for uid, _ in old])  # every utterance better
+    _write_scores(tmp_path / "new", "dev", old)  # a split only one run has is skipped
+    result = compare(tmp_path / "old", tmp_path / "new")
+    assert list(result) == ["test"]
+    assert result["test"]["reference_cer"] == 0.3 and result["test"]["candidate_cer"] == 0.1
+    assert result["test"]["measurable"] and result["test"]["relative_difference"] == -0.6667
+    _write_scores(tmp_path / "other", "test", [(f"v{i}", 3) for i in range(40)])
+    with pytest.raises(SystemExit, match="test: the folders score different utterances"):
+        compare(tmp_path / "old", tmp_path / "other")

@@ -36,12 +36,22 @@ def test_a_different_seed_gives_different_utterances(tmp_path, tiny_synth):
 
 
 def test_no_dev_or_test_sentence_occurs_in_train():
-    pools = synth.sentence_pools()
+    pools = synth.sentence_pools(synth.TEXTS)
     train = set(pools["train"])
-    assert len(train) > 50_000
+    assert len(train) > 70_000
     assert not train & set(pools["dev"])
     assert not train & set(pools["test"])
-    assert len(pools["dev"]) > 3000 and len(pools["test"]) > 3000
+    assert len(pools["dev"]) > 4000 and len(pools["test"]) > 4000
+
+
+def test_texts_choose_the_sentence_lists_the_corpus_speaks(tiny_synth):
+    without, with_sotu = synth.sentence_pools(("wordnet", "web")), synth.sentence_pools(("wordnet", "web", "sotu"))
+    assert set(without["train"]) < set(with_sotu["train"]) and set(without["dev"]) < set(with_sotu["dev"])
+    tiny_synth["texts"] = ["wordnet", "web", "sotu"]
+    plans = synth.plans(build(synth.SynthOptions, tiny_synth, "s"), "train")
+    spoken = [plan.text for _, plan in zip(range(40), plans, strict=False)]
+    assert set(spoken) <= set(with_sotu["train"])
+    assert set(spoken) - set(without["train"])  # some sentences come from the added list
 
 
 def test_an_espeak_crash_is_survived_and_counted(tmp_path, tiny_synth, monkeypatch):
@@ -110,7 +120,7 @@ def test_augmentation_off_leaves_every_other_choice_as_before(tiny_synth):
 
 def test_out_of_domain_splits_differ_from_training_as_their_names_say(tiny_synth):
     options = build(synth.SynthOptions, tiny_synth, "s")
-    pools = synth.sentence_pools()
+    pools = synth.sentence_pools(options.texts)
     unseen_text = list(zip(range(20), synth.plans(options, "dev_unseen_text"), strict=False))
     assert not {p.text for _, p in unseen_text} & (set(pools["train"]) | set(pools["dev"]))
     assert all(p.voice.name.split("+")[1] in options.variants for _, p in unseen_text)  # training's voices
@@ -141,9 +151,12 @@ def test_out_of_domain_splits_differ_from_training_as_their_names_say(tiny_synth
             r"data\.synth\.augment\.babble\.snr_db: low 20\.0 is above high 5\.0",
         ),
         ({"held_out": {"rt60_s": [1.2, 0.7]}}, r"data\.synth\.held_out\.rt60_s: low 1\.2 is above high 0\.7"),
+        ({"texts": ["web", "jargon"]}, r"data\.synth\.texts: 'jargon' is reserved for dev_unseen_text"),
+        ({"texts": ["web", "news"]}, r"data\.synth\.texts: no sentence list 'news'; valid: \['wordnet'"),
+        ({"texts": []}, r"data\.synth\.texts must not be empty"),
     ],
 )
-def test_a_bad_held_out_voice_or_augmentation_is_one_error_naming_the_key(tiny_synth, change, message):
+def test_a_bad_held_out_voice_augmentation_or_text_is_one_error_naming_the_key(tiny_synth, change, message):
     tiny_synth.update(change)
     with pytest.raises(UserError, match=message):
         build(synth.SynthOptions, tiny_synth, "data.synth")

@@ -10,13 +10,16 @@ that group's conditions on (at the probabilities below, or the params' own where
 above zero), and is scored (greedy CER) on the pipeline's in-domain dev and test and on both
 out-of-domain dev sets (``data/features``). The ``none`` group gets the same steps on a
 corpus without conditions: it is the control, so what more training alone gives is not
-credited to a condition. Every group gets the same hours, steps, seed and evaluation data.
+credited to a condition. The ``text`` groups speak the ``sotu`` sentence list besides the
+params' own (``data.synth.texts``). Every group gets the same hours, steps, seed and
+evaluation data.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import itertools
 import json
 import math
@@ -39,20 +42,26 @@ from speechquant.store import Store
 from speechquant.train import TrainOptions, autocast, ctc_loss_sum, evaluate
 
 ON_PROBABILITY = {"reverb": 0.3, "channel": 0.2, "speed": 0.5, "level": 0.5, "babble": 0.2}
-GROUPS = {
-    "none": (),
-    "reverb": ("reverb",),
-    "channel": ("channel",),
-    "speed_level": ("speed", "level"),
-    "babble": ("babble",),
-    "all": tuple(ON_PROBABILITY),
+ADDED_TEXT = "sotu"  # the text group: this sentence list spoken besides the params' own
+GROUPS = {  # name: (conditions on, whether ADDED_TEXT is added)
+    "none": ((), False),
+    "reverb": (("reverb",), False),
+    "channel": (("channel",), False),
+    "speed_level": (("speed", "level"), False),
+    "babble": (("babble",), False),
+    "all": (tuple(ON_PROBABILITY), False),
+    "text": ((), True),
+    "reverb_text": (("reverb",), True),
 }
 
 
-def synth_params(params: dict, conditions: tuple[str, ...], hours: float) -> dict:
-    """``data.synth`` with only ``conditions`` on and ``hours`` of training audio."""
+def synth_params(params: dict, conditions: tuple[str, ...], add_text: bool, hours: float) -> dict:
+    """``data.synth`` with only ``conditions`` on, ``ADDED_TEXT`` if asked, and ``hours`` of training audio."""
     synth_section = copy.deepcopy(section(params, "data.synth"))
     synth_section["hours"] = {"train": hours}
+    if add_text:
+        texts = list(synth_section.get("texts", synth.SynthOptions.texts))
+        synth_section["texts"] = texts if ADDED_TEXT in texts else [*texts, ADDED_TEXT]
     augment = synth_section.setdefault("augment", {})
     for name in ON_PROBABILITY:
         entry = augment.setdefault(name, {})
@@ -97,12 +106,18 @@ def main() -> None:
     train_options = build(TrainOptions, {**section(params, "train"), "device": "cpu"}, "train")
     feature_options = build(FeatureOptions, section(params, "features"), "features")
     evaluation = {split: UtteranceSet(Store(args.features / split)) for split in ALL_SPLITS if split != "train"}
-    budget = {"hours": args.hours, "steps": args.steps, "learning_rate": args.learning_rate, "from": str(args.model)}
+    budget = {
+        "hours": args.hours,
+        "steps": args.steps,
+        "learning_rate": args.learning_rate,
+        "from": str(args.model),
+        "model_md5": hashlib.md5(args.model.read_bytes()).hexdigest(),  # as dvc.lock names it; a retrain starts afresh
+    }
     saved = json.loads(args.output.read_text()) if args.output.exists() else {}
     results = saved.get("groups", {}) if saved.get("budget") == budget else {}
     for group in args.groups:
         started = time.perf_counter()
-        options = build(synth.SynthOptions, synth_params(params, GROUPS[group], args.hours), "data.synth")
+        options = build(synth.SynthOptions, synth_params(params, *GROUPS[group], args.hours), "data.synth")
         folder = args.workdir / group
         shutil.rmtree(folder, ignore_errors=True)
         synth.build_split(options, "train", folder / "corpus", workers=os.cpu_count() or 1)
@@ -114,6 +129,7 @@ def main() -> None:
         cers = {split: round(evaluate(model, data, train_options, cpu)[1], 4) for split, data in evaluation.items()}
         results[group] = {
             "conditions": {name: getattr(options.augment, name).probability for name in ON_PROBABILITY},
+            "texts": list(options.texts),
             "greedy_cer": cers,
             "corpus_seconds": round(corpus_seconds, 1),
             "total_seconds": round(time.perf_counter() - started, 1),

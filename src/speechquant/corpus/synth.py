@@ -42,8 +42,8 @@ from speechquant.splits import ALL_SPLITS
 from speechquant.store import StoreWriter, Utterance
 
 SENTENCE_DIR = Path(__file__).parent / "sentences"
-SENTENCE_FILES = ("wordnet.txt.gz", "web.txt.gz")
-UNSEEN_TEXT_FILE = "jargon.txt.gz"  # dev_unseen_text only
+TEXTS = ("wordnet", "web", "sotu")  # sentences/<name>.txt.gz that data.synth.texts may name
+UNSEEN_TEXT = "jargon"  # dev_unseen_text only
 SHARD_SIZE = 32
 # This many failures in a row means synthesis is broken, not unlucky: stop and say so.
 MAX_CONSECUTIVE_FAILURES = 2 * SHARD_SIZE
@@ -76,6 +76,7 @@ class SynthOptions(Checked):
     word_gap: tuple[int, int] = field(metadata=limits(0, 100))
     noise_probability: float = field(metadata=limits(0, 1))
     noise_snr_db: tuple[float, float] = field(metadata=limits(-20, 100))
+    texts: tuple[str, ...] = ("wordnet", "web")
     held_out: HeldOutOptions = field(default_factory=HeldOutOptions)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
 
@@ -102,6 +103,13 @@ class SynthOptions(Checked):
             unknown = sorted(set(given) - valid, key=str)
             if unknown:
                 raise ValueError(f"data.synth.{name}: espeak-ng has no {unknown}; valid: {sorted(valid)}")
+        if not self.texts:
+            raise ValueError(f"data.synth.texts must not be empty; valid: {list(TEXTS)}")
+        for text in self.texts:
+            if text == UNSEEN_TEXT:
+                raise ValueError(f"data.synth.texts: {text!r} is reserved for dev_unseen_text; valid: {list(TEXTS)}")
+            if text not in TEXTS:
+                raise ValueError(f"data.synth.texts: no sentence list {text!r}; valid: {list(TEXTS)}")
         both = sorted(set(self.held_out.variants) & set(self.variants))
         if both:
             raise ValueError(f"data.synth.held_out.variants: {both} also in data.synth.variants (training)")
@@ -135,20 +143,20 @@ def split_of(sentence: str) -> str:
 
 
 def _sentences(name: str) -> Iterator[str]:
-    with gzip.open(SENTENCE_DIR / name, "rt", encoding="utf-8") as lines:
+    with gzip.open(SENTENCE_DIR / f"{name}.txt.gz", "rt", encoding="utf-8") as lines:
         yield from (line.strip() for line in lines if line.strip())
 
 
 @cache
-def sentence_pools() -> dict[str, tuple[str, ...]]:
-    """All committed sentences, grouped by split; ``dev_unseen_voice`` speaks dev's sentences and
-    ``dev_unseen_text`` the Jargon File's, less any sentence the other sources also hold."""
+def sentence_pools(texts: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The sentences of ``texts``, grouped by split; ``dev_unseen_voice`` speaks dev's sentences and
+    ``dev_unseen_text`` the Jargon File's, less any sentence ``texts`` also hold."""
     pools: dict[str, list[str]] = {split: [] for split in ("train", "dev", "test")}
-    for name in SENTENCE_FILES:
+    for name in texts:
         for sentence in _sentences(name):
             pools[split_of(sentence)].append(sentence)
     seen = {sentence for sentences in pools.values() for sentence in sentences}
-    unseen_text = [sentence for sentence in _sentences(UNSEEN_TEXT_FILE) if sentence not in seen]
+    unseen_text = [sentence for sentence in _sentences(UNSEEN_TEXT) if sentence not in seen]
     return {
         **{split: tuple(sentences) for split, sentences in pools.items()},
         "dev_unseen_voice": tuple(pools["dev"]),
@@ -175,7 +183,8 @@ def _voice(
 def plans(options: SynthOptions, split: str) -> Iterator[Plan]:
     """The endless, seeded sequence of utterances for a split (sentences reused once exhausted)."""
     split_number = ALL_SPLITS.index(split)
-    pool = sentence_pools()[split]
+    pools = sentence_pools(options.texts)
+    pool = pools[split]
     order = np.random.default_rng([options.seed, split_number]).permutation(len(pool))
     unseen_voice = split == "dev_unseen_voice"
     held_out = options.held_out
@@ -192,7 +201,7 @@ def plans(options: SynthOptions, split: str) -> Iterator[Plan]:
         augmentation, babble = Augmentation(), ()
         if split == "train":
             augmentation = augment.draw(options.augment, conditions)
-            train = sentence_pools()["train"]
+            train = pools["train"]
             babble = tuple(
                 (
                     train[conditions.integers(len(train))],
