@@ -80,6 +80,15 @@ def test_fine_tuning_runs_the_pruned_model_and_reports_its_size_and_time(trained
     options = CompressOptions(steps=3, batch_frames=2000, precision="fp32", distill_weight=1.0, learning_rate=1e-3)
     measured = fine_tune(pruned, folded, data, data, options, "test")
     assert measured["parameters"] == parameter_count(pruned) and measured["fine_tune_seconds"] > 0
+    assert next(pruned.parameters()).device.type == "cpu"  # ready for export wherever it was tuned
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where there is no GPU")
+def test_compress_device_cuda_without_a_gpu_is_one_error_naming_the_key(trained_like_model, features):
+    folded = fold_batch_norm(trained_like_model)
+    data = UtteranceSet(features)
+    with pytest.raises(UserError, match=r"compress\.device is cuda but no CUDA device"):
+        fine_tune(fold_batch_norm(trained_like_model), folded, data, data, CompressOptions(device="cuda"), "test")
 
 
 def test_a_pruned_export_has_its_own_weight_shapes_and_fewer_macs(trained_like_model, exported, tmp_path):

@@ -6,7 +6,9 @@ import torch
 from helpers import write_feature_store
 from speechquant import model as checkpoint
 from speechquant import train
-from speechquant.model import ModelConfig
+from speechquant.batching import UtteranceSet
+from speechquant.compress import CompressOptions, compress
+from speechquant.model import ModelConfig, Wav2Letter
 from speechquant.modelcard import ModelCard
 from speechquant.store import Store
 
@@ -38,3 +40,16 @@ def test_cuda_training_learns_and_its_checkpoint_runs_on_the_cpu(tmp_path, preci
         cpu = on_cpu(features, lengths)[0]
     # The saved (best) weights compute the same function on both devices, up to TF32 convolutions on CUDA.
     torch.testing.assert_close(cpu, best, atol=0.05, rtol=0.01)
+
+
+@needs_cuda
+def test_compress_fine_tunes_on_cuda_and_hands_back_cpu_models(tmp_path):
+    write_feature_store(tmp_path / "train", 40, seed=0)
+    data = UtteranceSet(Store(tmp_path / "train"))
+    config = ModelConfig(hidden_channels=64, wide_channels=128, batch_norm=True, dropout=0.0)
+    trained = Wav2Letter(config).eval()
+    options = CompressOptions(ratio=0.5, steps=5, batch_frames=2000, precision="bf16", device="cuda")
+    pruned, control, measured = compress(trained, data, data, options)
+    assert measured["pruned_fp32"]["device"] == measured["fp32_finetuned"]["device"] == "cuda"
+    assert {p.device.type for model in (pruned, control) for p in model.parameters()} == {"cpu"}
+    assert pruned.config.hidden_channels == 32
