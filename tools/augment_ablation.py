@@ -60,7 +60,7 @@ def synth_params(params: dict, conditions: tuple[str, ...], add_text: bool, hour
     synth_section = copy.deepcopy(section(params, "data.synth"))
     synth_section["hours"] = {"train": hours}
     if add_text:
-        texts = list(synth_section.get("texts", synth.SynthOptions.texts))
+        texts = synth_section["texts"]
         synth_section["texts"] = texts if ADDED_TEXT in texts else [*texts, ADDED_TEXT]
     augment = synth_section.setdefault("augment", {})
     for name in ON_PROBABILITY:

@@ -76,7 +76,7 @@ class SynthOptions(Checked):
     word_gap: tuple[int, int] = field(metadata=limits(0, 100))
     noise_probability: float = field(metadata=limits(0, 1))
     noise_snr_db: tuple[float, float] = field(metadata=limits(-20, 100))
-    texts: tuple[str, ...] = ("wordnet", "web")
+    texts: tuple[str, ...]  # sentence lists spoken in train, dev and test: names in TEXTS
     held_out: HeldOutOptions = field(default_factory=HeldOutOptions)
     augment: AugmentOptions = field(default_factory=AugmentOptions)
 
