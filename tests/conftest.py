@@ -36,7 +36,12 @@ def tiny_params(default_params, tiny_synth) -> dict:
     default_params["train"].update(epochs=2, precision="fp32")
     default_params["quant"].update(check_utterances=2, calibration={"method": "minmax", "utterances": 4, "seed": 0})
     default_params["quant"]["qat"].update(steps=2, batch_frames=1000)
-    default_params["compress"].update(steps=2, batch_frames=1000, precision="fp32")
+    default_params["compress"].update(
+        steps=2,
+        batch_frames=1000,
+        precision="fp32",
+        ranks={"conv0": 8, "conv8": 8, "conv9": 8},  # 16 and 32 wide
+    )
     # 10 s: the length the summary's headline latency is measured at.
     default_params["benchmark"].update(batches=[1, 2], seconds=[1, 10], threads=[1], rounds=1, warmup=0)
     return default_params

@@ -1,25 +1,35 @@
 """Structured pruning keeps a dense, narrower network that still computes what the kept channels did."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from speechquant.batching import UtteranceSet
+from speechquant.calibration import utterance_inputs
 from speechquant.compress import (
     CompressOptions,
     activation_rms,
     channel_importance,
+    check_ranks,
     distillation_loss,
+    factorize,
     filter_norms,
     fine_tune,
+    input_moments,
+    low_rank,
     prune,
     pruned_widths,
 )
+from speechquant.ctc import LAYER_NAMES, LAYERS
 from speechquant.errors import UserError
 from speechquant.export import export, fold_batch_norm
 from speechquant.model import parameter_count
 from speechquant.params import build
 from speechquant.peak import conv_weight_shapes, macs_per_output_frame
+from speechquant.quantize import QuantOptions, quantize
+from speechquant.verify import report
 
 
 def test_pruning_keeps_the_most_important_channels_and_shrinks_every_hidden_layer(trained_like_model):
@@ -96,5 +106,70 @@ def test_a_pruned_export_has_its_own_weight_shapes_and_fewer_macs(trained_like_m
     pruned, _ = prune(folded, 0.5, filter_norms(folded))
     path = tmp_path / "pruned.onnx"
     export(pruned, path)
-    assert conv_weight_shapes(path)[8] == (320, 80, 32)
+    assert conv_weight_shapes(path)["conv8"] == [(320, 80, 32)]
     assert macs_per_output_frame(path) < 0.3 * macs_per_output_frame(exported)
+
+
+def windows_of(layer: str, model, batch: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The input that ``layer`` of ``model`` reads for one batch."""
+    seen = {}
+
+    def conv(index, x):
+        seen[LAYER_NAMES[index]] = x
+        return getattr(model, LAYER_NAMES[index])(x)
+
+    with torch.no_grad():
+        model.run_layers(batch, lengths, conv)
+    return seen[layer]
+
+
+def test_a_full_rank_factorization_computes_the_layer_itself_and_a_low_one_fits_the_data_better_than_svd(
+    trained_like_model, features
+):
+    folded = fold_batch_norm(trained_like_model)
+    data = UtteranceSet(features)
+    moments = input_moments(folded, data, batch_frames=2000, seed=0, layers=["conv8"])
+    batch = data.collate(list(range(4)))
+    inputs = windows_of("conv8", folded, batch.features, batch.lengths)
+    with torch.no_grad():
+        exact = folded.conv8(inputs)
+        full = low_rank(folded.conv8, 640, moments["conv8"], LAYERS[8])
+        assert torch.allclose(full(inputs), exact, atol=1e-3 * exact.abs().max())
+        fitted = low_rank(folded.conv8, 16, moments["conv8"], LAYERS[8])(inputs)
+        u, s, v = torch.linalg.svd(folded.conv8.weight.flatten(1), full_matrices=False)
+        plain = (u[:, :16] * s[:16]) @ v[:16]  # the weights' own best rank-16 copy, blind to the data
+        svd = torch.nn.functional.conv1d(inputs, plain.reshape(640, 160, 32), folded.conv8.bias, padding=16)
+    assert (fitted - exact).square().sum() < (svd - exact).square().sum()
+
+
+def test_low_rank_layers_export_as_two_int8_convs_each_that_reports_count_as_one_layer(
+    trained_like_model, features, exported, tmp_path
+):
+    folded = fold_batch_norm(trained_like_model)
+    data = UtteranceSet(features)
+    ranks = {"conv0": 16, "conv8": 24, "conv9": 32}
+    factorized = factorize(folded, ranks, input_moments(folded, data, 2000, 0, ["conv0", "conv8", "conv9"]))
+    path, quantized = tmp_path / "pruned_fp32.onnx", tmp_path / "pruned_int8.onnx"
+    export(factorized, path)
+    assert conv_weight_shapes(path)["conv8"] == [(24, 160, 32), (640, 24, 1)]
+    inputs = utterance_inputs(features, 2, seed=0)
+    assert report("pruned_fp32", path, path, [], inputs)["parameters"] == parameter_count(factorized)
+    options = build(QuantOptions, {"calibration": {"method": "minmax", "utterances": 4, "frames": 100}}, "quant")
+    quantize("pruned_int8", path, quantized, options, features)
+    metrics = report("pruned_int8", quantized, path, [], inputs)
+    assert metrics["conv_kernels"] == {"QLinearConv": 11} and metrics["float_layers"] == []
+    assert metrics["macs_per_output_frame"] < 0.35 * macs_per_output_frame(exported)
+
+
+def test_a_rank_that_saves_nothing_or_an_unknown_layer_is_one_error_naming_the_key(trained_like_model):
+    config = trained_like_model.config
+    check_ranks(config, {"conv8": 568, "conv0": 147})  # the largest ranks that still hold fewer weights
+    with pytest.raises(UserError, match=r"compress\.ranks\.conv8 is 569; valid: 1 to 568"):
+        check_ranks(config, {"conv8": 569})
+    with pytest.raises(UserError, match=r"compress\.ranks names 'conv11'"):
+        check_ranks(config, {"conv11": 4})
+    with pytest.raises(UserError, match=r"compress\.ranks\.conv8 is 0"):
+        build(CompressOptions, {"ranks": {"conv8": 0}}, "compress")
+    narrow = dataclasses.replace(config, hidden_channels=16)  # ranks are checked against the pruned widths
+    with pytest.raises(UserError, match=r"compress\.ranks\.conv0 is 64; valid: 1 to 15"):
+        check_ranks(narrow, {"conv0": 64})

@@ -192,12 +192,12 @@ def test_excluding_a_layer_reruns_only_the_quantize_and_evaluation_stages(projec
     assert len(columns) <= 5 + 1 + 60, columns  # experiment, rev, typ, created, parent; the param; the metrics
 
 
-def test_a_new_pruning_ratio_reruns_only_compress_and_what_reads_the_pruned_models(project):
+def test_a_new_rank_reruns_only_compress_and_what_reads_the_compressed_models(project):
     dvc(project, "repro")
     for command in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
         assert run(command, project).returncode == 0
     before = json.loads((project / "metrics" / "quantize" / "pruned_int8.json").read_text())
-    experiment = dvc(project, "exp", "run", "-S", "compress.ratio=0.25")
+    experiment = dvc(project, "exp", "run", "-S", "compress.ranks.conv8=4")
     for stage in ("compress", "quantize_pruned", "evaluate@pruned_fp32", "evaluate@pruned_int8", "compare", "report"):
         assert f"Running stage '{stage}'" in experiment, stage
     for stage in ("train", "export", "sensitivity", "quantize@static_int8", "quantize_qat", "evaluate@static_int8"):

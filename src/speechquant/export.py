@@ -9,6 +9,7 @@ time axes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from speechquant.ctc import LAYER_NAMES, N_LAYERS
 from speechquant.fileio import atomic_path
+from speechquant.layers import layer_nodes, node_name
 from speechquant.model import Wav2Letter
 from speechquant.runtime import session
 from speechquant.store import Store, pad_rows
@@ -35,7 +37,12 @@ DYNAMIC_AXES = {
 
 
 def fold_batch_norm(model: Wav2Letter) -> Wav2Letter:
-    """An equivalent eval-mode model without batch norm: each norm scaled into its conv."""
+    """An equivalent eval-mode model without batch norm: each norm scaled into its conv.
+
+    A model with neither batch norm nor dropout is copied as it is: a compressed one may hold
+    low-rank layers."""
+    if not model.config.batch_norm and model.config.dropout == 0:
+        return copy.deepcopy(model).eval()
     config = dataclasses.replace(model.config, batch_norm=False, dropout=0.0)
     folded = Wav2Letter(config).eval()
     state = {key: value for key, value in model.state_dict().items() if key.startswith("input_")}
@@ -54,17 +61,14 @@ def fold_batch_norm(model: Wav2Letter) -> Wav2Letter:
 
 
 def name_conv_nodes(graph: onnx.GraphProto) -> None:
-    """Rename every Conv node after the layer its weight belongs to (``conv3.weight`` -> conv3)."""
-    found = []
+    """Rename every Conv node after its weight (``conv3.weight`` -> conv3; a low-rank layer's
+    ``conv8.taps.weight`` -> conv8_taps): ``layers.layer_nodes`` then finds every layer."""
     for node in graph.node:
         if node.op_type == "Conv":
-            layer = node.input[1].split(".")[0]
-            if layer not in LAYER_NAMES:
-                raise RuntimeError(f"Conv node {node.name} has weight {node.input[1]}, not a known layer")
-            node.name = layer
-            found.append(layer)
-    if sorted(found) != sorted(LAYER_NAMES):
-        raise RuntimeError(f"exported graph has convs {found}, expected {list(LAYER_NAMES)}")
+            node.name = node_name(node.input[1])
+    found = list(layer_nodes(graph))
+    if found != list(LAYER_NAMES):
+        raise RuntimeError(f"exported graph has conv layers {found}, expected {list(LAYER_NAMES)}")
 
 
 def export(model: Wav2Letter, path: Path, metadata: dict[str, str] | None = None) -> onnx.ModelProto:

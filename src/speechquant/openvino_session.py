@@ -27,6 +27,7 @@ from onnx.utils import Extractor
 
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
+from speechquant.layers import layer_of
 
 PRECISIONS = ("f32", "bf16")  # OpenVINO's INFERENCE_PRECISION_HINT for the float layers
 
@@ -61,7 +62,7 @@ def conv_kernels(compiled: Any) -> dict[str, dict[str, int]]:
 def split_front_end(model: onnx.ModelProto) -> tuple[onnx.ModelProto, onnx.ModelProto, str]:
     """The graph up to the first convolution's input, the rest (which also reads the model's
     inputs, for their lengths and shapes), and the name of the tensor between them."""
-    first = next((node for node in model.graph.node if node.name == LAYER_NAMES[0]), None)
+    first = next((n for n in model.graph.node if n.op_type == "Conv" and layer_of(n.name) == LAYER_NAMES[0]), None)
     if first is None:
         raise UserError(f"the model has no layer named {LAYER_NAMES[0]}: its front end cannot be kept in f32")
     inputs, outputs = [i.name for i in model.graph.input], [o.name for o in model.graph.output]

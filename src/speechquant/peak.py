@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from speechquant.ctc import LAYER_NAMES, LAYERS, conv_output_length, output_frames
 from speechquant.errors import UserError
+from speechquant.layers import layer_of
 
 GEMM_SIZE = 1024  # square: large enough for the kernels' steady state, small enough to stay in cache tiers
 GEMM_ROUNDS = 7
@@ -77,31 +78,35 @@ def gemm_gmacs(integer: bool, size: int = GEMM_SIZE, rounds: int = GEMM_ROUNDS) 
     return gmacs(best, size)
 
 
-def conv_weight_shapes(model_path: Path) -> list[tuple[int, ...]]:
-    """Each conv's weight shape in network order, stored float, as int8 behind DequantizeLinear
-    (static and QAT files) or as ConvInteger's own: a pruned variant's are its own, not fp32's."""
+def conv_weight_shapes(model_path: Path) -> dict[str, list[tuple[int, ...]]]:
+    """Each layer's conv weight shapes (two for a low-rank layer), layers in network order; stored
+    float, as int8 behind DequantizeLinear (static and QAT files) or as ConvInteger's own: a
+    compressed variant's are its own, not fp32's."""
     model = onnx.load(str(model_path), load_external_data=False)
     shapes = {init.name: tuple(init.dims) for init in model.graph.initializer}
     producers = {output: node for node in model.graph.node for output in node.output}
-    found = []
+    found: dict[str, list[tuple[int, ...]]] = {}
     for node in model.graph.node:
         if node.op_type in ("Conv", "ConvInteger"):
             weight = node.input[1]
             while weight not in shapes and weight in producers:  # DequantizeLinear (or a Cast) before it
                 weight = producers[weight].input[0]
-            found.append(shapes[weight])
-    if len(found) != len(LAYERS):
-        raise UserError(f"{model_path}: {len(found)} convolutions with readable weights, expected {len(LAYERS)}")
-    return found
+            found.setdefault(layer_of(node.name), []).append(shapes[weight])
+    if sorted(found) != sorted(LAYER_NAMES):
+        raise UserError(
+            f"{model_path}: convolutions with readable weights in layers {sorted(found)}, expected {list(LAYER_NAMES)}"
+        )
+    return {layer: found[layer] for layer in LAYER_NAMES}
 
 
 def layer_macs(model_path: Path, input_frames: int) -> dict[str, int]:
-    """Each conv's multiply-accumulates for one utterance of ``input_frames`` feature frames:
-    its output frames (from kernel, stride and padding) times its weight's size."""
+    """Each layer's multiply-accumulates for one utterance of ``input_frames`` feature frames:
+    its output frames (from kernel, stride and padding) times its weights' size (a low-rank
+    layer's 1x1 conv runs on the same frames as its taps)."""
     macs, frames = {}, input_frames
-    for name, geometry, shape in zip(LAYER_NAMES, LAYERS, conv_weight_shapes(model_path), strict=True):
+    for (name, shapes), geometry in zip(conv_weight_shapes(model_path).items(), LAYERS, strict=True):
         frames = conv_output_length(frames, geometry)
-        macs[name] = int(frames * np.prod(shape))
+        macs[name] = int(frames * sum(np.prod(shape) for shape in shapes))
     return macs
 
 

@@ -20,6 +20,7 @@ from speechquant.calibration import CALIBRATION_METHODS, CalibrationOptions, Cal
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import atomic_path
+from speechquant.layers import layer_nodes
 from speechquant.params import Checked, limits
 from speechquant.runtime import RunsIn, load_onnx
 from speechquant.store import Store
@@ -54,9 +55,11 @@ def quantize(
     float. ``qat_int8`` is trained, not converted: ``qat.make_qat_variant``.
     """
     recipe = recipe_for(variant)
-    metadata = {prop.key: prop.value for prop in load_onnx(source).metadata_props}  # a clear error if unreadable
+    model = load_onnx(source)  # a clear error if unreadable
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
     keep_float = float_layers(variant, options.exclude, chosen)
-    to_quantize = [name for name in LAYER_NAMES if name not in keep_float]
+    nodes = layer_nodes(model.graph)  # a low-rank layer of a compressed model runs as two convs
+    to_quantize = [node for layer, names in nodes.items() if layer not in keep_float for node in names]
     measured: dict[str, Any] = {}
     with atomic_path(output) as temporary:
         if recipe.kind == "float":

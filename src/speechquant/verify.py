@@ -14,6 +14,7 @@ import onnx
 from speechquant.ctc import LAYER_NAMES
 from speechquant.errors import UserError
 from speechquant.fileio import size_mb
+from speechquant.layers import layer_of
 from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
 from speechquant.peak import conv_weight_shapes, macs_per_output_frame
 from speechquant.runtime import open_model, session
@@ -34,17 +35,19 @@ def conv_kernels(path: Path) -> dict[str, str]:
         session(path, optimized)
         graph = onnx.load(str(optimized)).graph
     producers = {output: node for node in graph.node for output in node.output}
-    kernels = {}
+    kernels: dict[str, str] = {}
     for node in graph.node:
         if "Conv" not in node.op_type:
             continue
-        layer = node.name.split("_")[0]
         if node.op_type in INT8_KERNELS:
-            kernels[layer] = node.op_type
+            kernel = node.op_type
         elif node.input[1] in producers and producers[node.input[1]].op_type == "DequantizeLinear":
-            kernels[layer] = FLOAT_BEHIND_DEQUANTIZE
+            kernel = FLOAT_BEHIND_DEQUANTIZE
         else:
-            kernels[layer] = "Conv"
+            kernel = "Conv"
+        layer = layer_of(node.name)  # a low-rank layer runs int8 only if both its convs do
+        if kernels.get(layer) in (None, *INT8_KERNELS):
+            kernels[layer] = kernel
     return {layer: kernels[layer] for layer in LAYER_NAMES if layer in kernels}
 
 
@@ -90,7 +93,9 @@ def report(
         "variant": variant,
         "size_mb": round(size_mb(path), 3),
         "gzip_mb": round(len(gzip.compress(path.read_bytes(), compresslevel=6)) / 1e6, 3),  # what a user downloads
-        "parameters": sum(int(np.prod(shape)) + shape[0] for shape in conv_weight_shapes(path)),  # weights, biases
+        "parameters": sum(  # weights and biases
+            int(np.prod(shape)) + shape[0] for shapes in conv_weight_shapes(path).values() for shape in shapes
+        ),
         "macs_per_output_frame": macs_per_output_frame(path),
         "size_vs_fp32": round(size_mb(path) / size_mb(reference), 4),
         "smaller_than_fp32": round(size_mb(reference) / size_mb(path), 3),
