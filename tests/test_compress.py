@@ -1,5 +1,6 @@
 """Structured pruning keeps a dense, narrower network that still computes what the kept channels did."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -83,13 +84,18 @@ def test_distillation_is_zero_for_the_teachers_own_output_and_ignores_padding():
     assert distillation_loss(student, teacher, torch.tensor([5, 3])).abs() < 1e-5
 
 
-def test_fine_tuning_runs_the_pruned_model_and_reports_its_size_and_time(trained_like_model, features):
+def test_fine_tuning_students_together_matches_fine_tuning_each_alone(trained_like_model, features):
     folded = fold_batch_norm(trained_like_model)
     pruned, _ = prune(folded, 0.5, filter_norms(folded))
     data = UtteranceSet(features)
-    options = CompressOptions(steps=3, batch_frames=2000, precision="fp32", distill_weight=1.0, learning_rate=1e-3)
-    measured = fine_tune(pruned, folded, data, data, options, "test")
-    assert measured["parameters"] == parameter_count(pruned) and measured["fine_tune_seconds"] > 0
+    options = CompressOptions(steps=3, batch_frames=2000, precision="fp32", distill_weight=0.5, learning_rate=1e-3)
+    alone = copy.deepcopy(pruned)
+    together = fine_tune({"pruned": pruned, "control": copy.deepcopy(folded)}, folded, data, data, options)
+    fine_tune({"pruned": alone}, folded, data, data, options)
+    assert together["pruned"]["parameters"] == parameter_count(pruned) and together["pruned"]["fine_tune_seconds"] > 0
+    assert together["pruned"]["dev_loss_after"] != together["pruned"]["dev_loss_before"]  # it learned
+    for mine, theirs in zip(pruned.parameters(), alone.parameters(), strict=True):
+        assert torch.equal(mine, theirs)  # the shared loop changes nothing a student's own loop would not
     assert next(pruned.parameters()).device.type == "cpu"  # ready for export wherever it was tuned
 
 
@@ -98,7 +104,7 @@ def test_compress_device_cuda_without_a_gpu_is_one_error_naming_the_key(trained_
     folded = fold_batch_norm(trained_like_model)
     data = UtteranceSet(features)
     with pytest.raises(UserError, match=r"compress\.device is cuda but no CUDA device"):
-        fine_tune(fold_batch_norm(trained_like_model), folded, data, data, CompressOptions(device="cuda"), "test")
+        fine_tune({"test": fold_batch_norm(trained_like_model)}, folded, data, data, CompressOptions(device="cuda"))
 
 
 def test_a_pruned_export_has_its_own_weight_shapes_and_fewer_macs(trained_like_model, exported, tmp_path):

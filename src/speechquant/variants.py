@@ -12,11 +12,12 @@
 - ``qat_int8``: quantization-aware fine-tuning of the trained checkpoint with fake
   quantization matching the static scheme, exported as QDQ (``qat.py``).
 - ``auto_int8``: static_int8 with the layers the sensitivity search chose kept in float.
-- ``pruned_fp32``: every hidden layer's channels cut to ``compress.ratio`` and the narrower
-  model fine-tuned with distillation (``compress.py``); ``pruned_int8``: its static int8.
-- ``fp32_finetuned``: the trained model fine-tuned as long and alike, unpruned: the control
-  for every fine-tuned variant (qat_int8, pruned_*), so that no gain of extra training is
-  credited to quantization or pruning.
+- ``pruned_fp32``: the layers in ``compress.ranks`` made low-rank (after every hidden layer's
+  channels are cut to ``compress.ratio``, where below 1), the smaller model fine-tuned with
+  distillation (``compress.py``); ``pruned_int8``: its static int8.
+- ``fp32_finetuned``: the trained model fine-tuned as long and alike, uncompressed: the
+  control for every fine-tuned variant (qat_int8, pruned_*), so that no gain of extra
+  training is credited to quantization or compression.
 
 Every int8 variant also keeps the layers in ``quant.exclude`` in float.
 """

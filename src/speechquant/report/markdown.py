@@ -256,7 +256,7 @@ def report_markdown(results: Results, figures: Path) -> str:
     if CONTROL in results.variants:
         lines += [
             "",
-            "## Fewer multiply-accumulates: pruning, and the fine-tuning control",
+            "## Fewer multiply-accumulates: compression, and the fine-tuning control",
             "",
             *compression_table(results),
         ]
@@ -388,7 +388,7 @@ def compression_table(results: Results) -> list[str]:
     latency, and test CER against fp32 and, for the fine-tuned ones, against fp32_finetuned."""
     lines = [
         f"Test CER differences: paired bootstrap, 95% interval, relative. `{CONTROL}` is the trained model "
-        "fine-tuned for as many steps on the same data as the pruned one, without pruning: a fine-tuned "
+        "fine-tuned for as many steps on the same data as the compressed one, uncompressed: a fine-tuned "
         "variant's gain over fp32 that it shares is extra training, not compression.",
         "",
         "| variant | parameters | MACs / output frame | MB | gzip MB | x smaller | latency ms | speed-up | "
