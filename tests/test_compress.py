@@ -14,6 +14,7 @@ from speechquant.compress import (
     activation_rms,
     channel_importance,
     check_ranks,
+    compress,
     distillation_loss,
     factorize,
     filter_norms,
@@ -179,3 +180,11 @@ def test_a_rank_that_saves_nothing_or_an_unknown_layer_is_one_error_naming_the_k
     narrow = dataclasses.replace(config, hidden_channels=16)  # ranks are checked against the pruned widths
     with pytest.raises(UserError, match=r"compress\.ranks\.conv0 is 64; valid: 1 to 15"):
         check_ranks(narrow, {"conv0": 64})
+
+
+def test_ranks_null_compresses_by_channel_pruning_alone(trained_like_model, features):
+    options = build(CompressOptions, {"ranks": None, "ratio": 0.5, "steps": 1, "batch_frames": 2000}, "compress")
+    data = UtteranceSet(features)
+    student, _, measured = compress(trained_like_model, data, data, dataclasses.replace(options, precision="fp32"))
+    assert measured["ranks"] == {} and measured["widths"] == {"hidden": 80, "wide": 320}
+    assert all(isinstance(getattr(student, layer), torch.nn.Conv1d) for layer in LAYER_NAMES)

@@ -68,7 +68,8 @@ class CompressOptions(Checked):
 
     method: str = field(default="activation", metadata=limits(choices=METHODS))
     ratio: float = field(default=1.0, metadata=limits(above=0, high=1))  # share of each hidden layer's channels kept
-    ranks: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RANKS), metadata=limits(1))  # low-rank layers
+    # Low-rank layers; null or {} for none (`dvc exp run -S compress.ranks=null`: -S merges mappings).
+    ranks: dict[str, int] | None = field(default_factory=lambda: dict(DEFAULT_RANKS), metadata=limits(1))
     steps: int = field(default=400, metadata=limits(1, 1_000_000))  # fine-tuning steps, compressed and control alike
     learning_rate: float = field(default=6e-4, metadata=limits(above=0, high=10))  # the cosine's start
     batch_frames: int = field(default=8000, metadata=limits(1))
@@ -193,29 +194,26 @@ def input_moments(
     """Per layer in ``layers``, the second moment E[p p^T] of the input windows its weights multiply
     (im2col's rows: channel-major, then tap), over ``STATISTICS_BATCHES`` shuffled training batches."""
     sums: dict[str, torch.Tensor] = {}
-    windows = 0
+    windows: dict[str, int] = {}  # conv0's stride halves its count
 
     def conv(index: int, x: torch.Tensor) -> torch.Tensor:
-        nonlocal windows
-        layer = getattr(folded, LAYER_NAMES[index])
-        if LAYER_NAMES[index] in layers:
+        name = LAYER_NAMES[index]
+        if name in layers:
             geometry = LAYERS[index]
             patches = F.unfold(
                 x.unsqueeze(2), (1, geometry.kernel), padding=(0, geometry.padding), stride=(1, geometry.stride)
             )
             patches = patches.transpose(1, 2).flatten(0, 1)
-            product = (patches.T @ patches).double()
-            sums[LAYER_NAMES[index]] = sums.get(LAYER_NAMES[index], 0) + product
-            if LAYER_NAMES[index] == layers[0]:
-                windows += patches.shape[0]
-        return layer(x)
+            sums[name] = sums.get(name, 0) + (patches.T @ patches).double()
+            windows[name] = windows.get(name, 0) + patches.shape[0]
+        return getattr(folded, name)(x)
 
     batches = itertools.islice(data.batches(batch_frames, seed, 0, True), STATISTICS_BATCHES)
     with torch.no_grad():
         for positions in batches:
             batch = data.collate(positions)
             folded.run_layers(batch.features, batch.lengths, conv)
-    return {layer: total / max(windows, 1) for layer, total in sums.items()}
+    return {layer: total / windows[layer] for layer, total in sums.items()}
 
 
 def low_rank(conv: nn.Conv1d, rank: int, moment: torch.Tensor, geometry: ConvGeometry) -> LowRankConv:
@@ -331,7 +329,8 @@ def compress(
     made low-rank), the control (uncompressed, fine-tuned alike), and what was measured."""
     teacher = fold_batch_norm(trained).eval()
     hidden, wide = pruned_widths(teacher, options.ratio)
-    check_ranks(dataclasses.replace(teacher.config, hidden_channels=hidden, wide_channels=wide), options.ranks)
+    ranks = options.ranks or {}
+    check_ranks(dataclasses.replace(teacher.config, hidden_channels=hidden, wide_channels=wide), ranks)
     student = fold_batch_norm(trained)
     if options.ratio < 1:
         if options.method == "activation":
@@ -339,17 +338,17 @@ def compress(
         else:
             output_sizes = filter_norms(teacher)
         student, _ = prune(teacher, options.ratio, output_sizes)
-    if options.ranks:
-        layers = [layer for layer in LAYER_NAMES if layer in options.ranks]
+    if ranks:
+        layers = [layer for layer in LAYER_NAMES if layer in ranks]
         moments = input_moments(student, train, options.batch_frames, options.seed, layers)
-        student = factorize(student, options.ranks, moments)
+        student = factorize(student, ranks, moments)
     control = fold_batch_norm(trained)
     started = time.perf_counter()
     tuned = fine_tune({"pruned_fp32": student, "fp32_finetuned": control}, teacher, train, dev, options)
     measured = {
         "method": options.method,
         "ratio": options.ratio,
-        "ranks": dict(options.ranks),
+        "ranks": ranks,
         "widths": {"hidden": hidden, "wide": wide},
         "parameters_before": parameter_count(teacher),
         "fine_tune_seconds": round(time.perf_counter() - started, 1),  # both, the dev evaluations included
