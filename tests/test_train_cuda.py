@@ -48,8 +48,9 @@ def test_compress_fine_tunes_on_cuda_and_hands_back_cpu_models(tmp_path):
     data = UtteranceSet(Store(tmp_path / "train"))
     config = ModelConfig(hidden_channels=64, wide_channels=128, batch_norm=True, dropout=0.0)
     trained = Wav2Letter(config).eval()
-    options = CompressOptions(ratio=0.5, steps=5, batch_frames=2000, precision="bf16", device="cuda")
+    ranks = {"conv8": 8}  # the default ranks exceed what 32-channel layers allow
+    options = CompressOptions(ratio=0.5, ranks=ranks, steps=5, batch_frames=2000, precision="bf16", device="cuda")
     pruned, control, measured = compress(trained, data, data, options)
     assert measured["pruned_fp32"]["device"] == measured["fp32_finetuned"]["device"] == "cuda"
     assert {p.device.type for model in (pruned, control) for p in model.parameters()} == {"cpu"}
-    assert pruned.config.hidden_channels == 32
+    assert pruned.config.hidden_channels == 32 and pruned.conv8.taps.out_channels == 8
