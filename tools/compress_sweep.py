@@ -58,6 +58,17 @@ def gaps(measured: dict[str, dict[str, Any]], control: str) -> None:
             row["dev_cer_gap_to_control"] = round(row["dev_cer_after"] / reference - 1, 4)
 
 
+def labelled(
+    measured: dict[str, dict[str, Any]], changes: dict[str, dict[str, Any] | None]
+) -> dict[str, dict[str, Any]]:
+    """A loop's results with each model's changes (None: the uncompressed control) and gap, printed as they come."""
+    for name, change in changes.items():
+        measured[name]["changes"] = change
+    gaps(measured, CONTROL)
+    print(json.dumps(measured, indent=1), flush=True)
+    return measured
+
+
 def described(change: dict[str, Any] | None) -> str:
     """A candidate's changes to the compress params, in words."""
     if change is None:
@@ -146,28 +157,18 @@ def main() -> None:
     }
     students[CONTROL] = copy.deepcopy(teacher)
     started = time.perf_counter()
-    measured = fine_tune(students, teacher, train, dev, options)
-    for name, change in candidates.items():
-        measured[name]["changes"] = change
-    measured[CONTROL]["changes"] = None
-    gaps(measured, CONTROL)
-    print(json.dumps(measured, indent=1), flush=True)
     report: dict[str, Any] = {
         "machine": hardware_stamp(),
         "model_md5": hashlib.md5(args.model.read_bytes()).hexdigest(),  # as dvc.lock names it
         "options": dataclasses.asdict(options),
-        "candidates": measured,
-        "seconds": round(time.perf_counter() - started, 1),
+        "candidates": labelled(fine_tune(students, teacher, train, dev, options), {**candidates, CONTROL: None}),
     }
     if not args.no_teacher_loop:
         fine_tuned_control = copy.deepcopy(students[CONTROL]).eval()
         second = {STAGE: compressed_model(teacher, train, options), CONTROL: students[CONTROL]}
         later = dataclasses.replace(options, seed=options.seed + 1)  # new batches for the control's further steps
-        report["fine_tuned_teacher"] = fine_tune(second, fine_tuned_control, train, dev, later)
-        report["fine_tuned_teacher"][STAGE]["changes"] = {}
-        report["fine_tuned_teacher"][CONTROL]["changes"] = None
-        gaps(report["fine_tuned_teacher"], CONTROL)
-        print(json.dumps(report["fine_tuned_teacher"], indent=1), flush=True)
+        tuned = fine_tune(second, fine_tuned_control, train, dev, later)
+        report["fine_tuned_teacher"] = labelled(tuned, {STAGE: {}, CONTROL: None})
     report["seconds"] = round(time.perf_counter() - started, 1)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
