@@ -1,9 +1,24 @@
 """Shared test helpers (importable thanks to ``pythonpath = ["tests"]`` in pyproject)."""
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str) -> ModuleType:
+    """A script of tools/ as a module; tools/ goes on the path, as running the script puts it, for the
+    helpers one tool takes from another."""
+    if str(REPO / "tools") not in sys.path:
+        sys.path.insert(0, str(REPO / "tools"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def copy_project(destination: Path) -> Path:

@@ -1,18 +1,13 @@
 """tools/compress_sweep.py: the README's table of compression candidates is its committed report's."""
 
-import importlib.util
 import json
 from types import ModuleType
 
-from helpers import REPO
+from helpers import REPO, load_tool
 
 
 def sweep_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("compress_sweep", REPO / "tools" / "compress_sweep.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("compress_sweep")
 
 
 def test_the_readme_table_is_what_the_committed_sweep_report_renders():

@@ -121,12 +121,13 @@ def sweep_block(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", SWEEP_END])
 
 
-def readme_with(readme: str, block: str) -> str:
-    """``readme`` with the text between the sweep's markers replaced by ``block``."""
-    start, end = readme.find(SWEEP_BEGIN), readme.find(SWEEP_END)
-    if start < 0 or end < start:
-        raise SystemExit(f"error: README.md has no markers {SWEEP_BEGIN!r} ... {SWEEP_END!r}")
-    return readme[:start] + block + readme[end + len(SWEEP_END) :]
+def readme_with(readme: str, block: str, begin: str = SWEEP_BEGIN, end: str = SWEEP_END) -> str:
+    """``readme`` with the text between the markers ``begin`` and ``end`` replaced by ``block``
+    (shared with ``compress_seeds.py``)."""
+    start, stop = readme.find(begin), readme.find(end)
+    if start < 0 or stop < start:
+        raise SystemExit(f"error: README.md has no markers {begin!r} ... {end!r}")
+    return readme[:start] + block + readme[stop + len(end) :]
 
 
 def main() -> None:

@@ -1,0 +1,174 @@
+"""How much of the compressed model's gap to its control is the run: the compress stage with other seeds.
+
+    python tools/compress_seeds.py [--seeds 0 1 2] [--steps 400] [--output reports/compress_seeds.json]
+    python tools/compress_seeds.py --readme-only   # the README's table again, from the report
+
+A seed sets the order of the fine-tuning batches and which training batches the low-rank fit
+reads; the trained model stays the pipeline's (``models/model.pt``). For every seed this runs
+what the pipeline runs, with its params: the compress stage (``compress.compress``: both
+models), ``pruned_int8`` by the quantize stage's recipe, and each scored on dev and test by
+the evaluate stage's decoder, the two compressed ones against that seed's control with the
+compare stage's paired bootstrap. The seed in ``compress.seed`` is the pipeline's own run, so
+its row must repeat ``metrics/compare.json``.
+
+Test is read here on purpose: nothing is chosen from this report, it says how far one run's
+gap on one split can be trusted. It writes its table into README.md between its markers (a
+test checks the two agree). About 9 minutes per seed on the 2-core AMD EPYC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from compress_sweep import readme_with
+
+from speechquant.batching import UtteranceSet
+from speechquant.compare import CompareOptions, Scored, paired_bootstrap
+from speechquant.compress import CompressOptions, compress
+from speechquant.decode import Decoder, DecoderOptions
+from speechquant.evaluate import EvalOptions, evaluate_split
+from speechquant.export import export
+from speechquant.hardware import hardware_stamp
+from speechquant.model import load_model
+from speechquant.params import build, load_params, section
+from speechquant.quantize import QuantOptions, quantize
+from speechquant.runtime import load_onnx
+from speechquant.store import Store
+
+SEEDS_BEGIN = "<!-- compress seeds: written by tools/compress_seeds.py from reports/compress_seeds.json -->"
+SEEDS_END = "<!-- end of compress seeds -->"
+CONTROL = "fp32_finetuned"
+COMPRESSED = ("pruned_fp32", "pruned_int8")
+SPLITS = ("dev", "test")
+
+
+def scored(store: Store, model: Path, decoder: Decoder, options: EvalOptions) -> Scored:
+    """One model's per-utterance edits on one split, as the evaluate stage scores them."""
+    _, results = evaluate_split(model, store, decoder, options)
+    kept = [r for r in results if r.edits is not None]
+    return Scored(
+        ids=[r.id for r in kept],
+        references=[r.reference or "" for r in kept],
+        hypotheses=[r.hypothesis for r in kept],
+        edits=np.array([r.edits for r in kept]),
+        lengths=np.array([len(r.reference or "") for r in kept]),
+    )
+
+
+def mean_gaps(seeds: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per compressed model and split, the mean over seeds of the relative CER gap to the control."""
+    return {
+        variant: {
+            split: round(
+                sum(run[variant][split]["vs_control"]["relative_difference"] for run in seeds.values()) / len(seeds), 4
+            )
+            for split in SPLITS
+        }
+        for variant in COMPRESSED
+    }
+
+
+def seeds_block(report: dict[str, Any]) -> str:
+    """The README's table of the seeds' runs, markers included."""
+    machine = report["machine"]
+    header = ["seed", *(f"{CONTROL} {split}" for split in SPLITS)]
+    header += [f"{variant} {split}" for variant in COMPRESSED for split in SPLITS]
+    lines = [
+        SEEDS_BEGIN,
+        "",
+        f"CER of the control and each compressed model's gap to that seed's control, relative, with its 95 % "
+        f"paired-bootstrap interval; {report['options']['steps']} steps; {machine['cpu']} ({machine['isa']}), "
+        f"{machine['cores']} cores, {report['seconds'] / 60:.0f} min in all:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for seed, run in report["seeds"].items():
+        cells = [seed, *(f"{run[CONTROL][split]['cer']:.4f}" for split in SPLITS)]
+        for variant in COMPRESSED:
+            for split in SPLITS:
+                versus = run[variant][split]["vs_control"]
+                cells.append(
+                    f"{versus['relative_difference'] * 100:+.2f} % "
+                    f"[{versus['relative_ci95_low'] * 100:+.2f}, {versus['relative_ci95_high'] * 100:+.2f}]"
+                )
+        lines.append("| " + " | ".join(cells) + " |")
+    means = report["mean_gaps"]
+    cells = ["mean", "", "", *(f"{means[v][s] * 100:+.2f} %" for v in COMPRESSED for s in SPLITS)]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", SEEDS_END])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: compress.steps)")
+    parser.add_argument("--checkpoint", type=Path, default=Path("models/model.pt"))
+    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="its card")
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--output", type=Path, default=Path("reports/compress_seeds.json"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--readme-only", action="store_true", help="write the README table from --output only")
+    args = parser.parse_args()
+    if args.readme_only:
+        report = json.loads(args.output.read_text())
+        block = seeds_block(report)
+        args.readme.write_text(readme_with(args.readme.read_text(encoding="utf-8"), block, SEEDS_BEGIN, SEEDS_END))
+        return
+    params = load_params()
+    settings = dict(section(params, "compress"))
+    if args.steps:
+        settings["steps"] = args.steps
+    options = build(CompressOptions, settings, "compress")
+    quant = build(QuantOptions, section(params, "quant"), "quant")
+    decoder = Decoder(build(DecoderOptions, section(params, "decode"), "decode"), None)
+    evaluation = build(EvalOptions, section(params, "eval"), "eval")
+    comparison = build(CompareOptions, section(params, "compare"), "compare")
+    card = {prop.key: prop.value for prop in load_onnx(args.model).metadata_props}
+    train, dev = Store(args.features / "train"), Store(args.features / "dev")
+    splits = {split: Store(args.features / split) for split in SPLITS}
+    started = time.perf_counter()
+    seeds: dict[str, dict[str, Any]] = {}
+    for seed in args.seeds:
+        seeded = dataclasses.replace(options, seed=seed)
+        pruned, control, _ = compress(load_model(args.checkpoint), UtteranceSet(train), UtteranceSet(dev), seeded)
+        with tempfile.TemporaryDirectory() as folder:
+            paths = {name: Path(folder, f"{name}.onnx") for name in (CONTROL, *COMPRESSED)}
+            export(control, paths[CONTROL], card)
+            export(pruned, paths["pruned_fp32"], card)
+            quantize("pruned_int8", paths["pruned_fp32"], paths["pruned_int8"], quant, train)
+            run: dict[str, Any] = {name: {} for name in paths}
+            for split, store in splits.items():
+                scores = {name: scored(store, path, decoder, evaluation) for name, path in paths.items()}
+                for name, score in scores.items():
+                    run[name][split] = {"cer": round(score.cer(), 6)}
+                    if name != CONTROL:
+                        run[name][split]["vs_control"] = paired_bootstrap(
+                            score, scores[CONTROL], comparison.bootstrap_samples, comparison.seed
+                        )
+        seeds[str(seed)] = run
+        print(json.dumps({seed: run}, indent=1), flush=True)
+    report = {
+        "machine": hardware_stamp(),
+        "model_md5": hashlib.md5(args.checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
+        "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
+        "seeds": seeds,
+        "mean_gaps": mean_gaps(seeds),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    block = seeds_block(report)
+    args.readme.write_text(readme_with(args.readme.read_text(encoding="utf-8"), block, SEEDS_BEGIN, SEEDS_END))
+
+
+if __name__ == "__main__":
+    main()
