@@ -19,6 +19,7 @@ def test_the_readme_table_is_what_the_committed_report_renders():
 def test_the_pipelines_seed_repeats_the_pipelines_scores_of_the_same_trained_model():
     """Fails when the tool stops doing what the compress, quantize, evaluate and compare stages do,
     or when the model changes and the report is not run again."""
+    tool = load_tool("compress_seeds")
     report = committed_report()
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())
     trained = next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt")
@@ -26,11 +27,11 @@ def test_the_pipelines_seed_repeats_the_pipelines_scores_of_the_same_trained_mod
     seed = yaml.safe_load((REPO / "params.yaml").read_text())["compress"]["seed"]
     compare = json.loads((REPO / "metrics" / "compare.json").read_text())
     own = report["seeds"][str(seed)]
-    for variant in ("fp32_finetuned", "pruned_fp32", "pruned_int8"):
-        for split in ("dev", "test"):
+    for variant in (tool.CONTROL, *tool.COMPRESSED):
+        for split in tool.SPLITS:
             assert own[variant][split]["cer"] == compare[variant][split]["cer"]
-            if variant != "fp32_finetuned":
-                assert own[variant][split]["vs_control"] == compare[variant][split]["vs_fp32_finetuned"]
+            if variant != tool.CONTROL:
+                assert own[variant][split]["vs_control"] == compare[variant][split][f"vs_{tool.CONTROL}"]
 
 
 def test_mean_gaps_average_each_model_and_split_over_the_seeds():

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from compress_sweep import readme_with
+from compress_sweep import compress_options, readme_with
 
 from speechquant.batching import UtteranceSet
 from speechquant.compare import CompareOptions, Scored, paired_bootstrap
-from speechquant.compress import CompressOptions, compress
+from speechquant.compress import compress
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.evaluate import EvalOptions, evaluate_split
 from speechquant.export import export
@@ -107,39 +107,23 @@ def seeds_block(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", SEEDS_END])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: compress.steps)")
-    parser.add_argument("--checkpoint", type=Path, default=Path("models/model.pt"))
-    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="its card")
-    parser.add_argument("--features", type=Path, default=Path("data/features"))
-    parser.add_argument("--output", type=Path, default=Path("reports/compress_seeds.json"))
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--readme-only", action="store_true", help="write the README table from --output only")
-    args = parser.parse_args()
-    if args.readme_only:
-        report = json.loads(args.output.read_text())
-        block = seeds_block(report)
-        args.readme.write_text(readme_with(args.readme.read_text(encoding="utf-8"), block, SEEDS_BEGIN, SEEDS_END))
-        return
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Every seed's three models scored on dev and test, with what they were measured on."""
     params = load_params()
-    settings = dict(section(params, "compress"))
-    if args.steps:
-        settings["steps"] = args.steps
-    options = build(CompressOptions, settings, "compress")
+    options = compress_options(params, args.steps)
     quant = build(QuantOptions, section(params, "quant"), "quant")
     decoder = Decoder(build(DecoderOptions, section(params, "decode"), "decode"), None)
     evaluation = build(EvalOptions, section(params, "eval"), "eval")
     comparison = build(CompareOptions, section(params, "compare"), "compare")
     card = {prop.key: prop.value for prop in load_onnx(args.model).metadata_props}
-    train, dev = Store(args.features / "train"), Store(args.features / "dev")
+    train = Store(args.features / "train")
     splits = {split: Store(args.features / split) for split in SPLITS}
     started = time.perf_counter()
     seeds: dict[str, dict[str, Any]] = {}
     for seed in args.seeds:
         seeded = dataclasses.replace(options, seed=seed)
-        pruned, control, _ = compress(load_model(args.checkpoint), UtteranceSet(train), UtteranceSet(dev), seeded)
+        trained = load_model(args.checkpoint)
+        pruned, control, _ = compress(trained, UtteranceSet(train), UtteranceSet(splits["dev"]), seeded)
         with tempfile.TemporaryDirectory() as folder:
             paths = {name: Path(folder, f"{name}.onnx") for name in (CONTROL, *COMPRESSED)}
             export(control, paths[CONTROL], card)
@@ -156,7 +140,7 @@ def main() -> None:
                         )
         seeds[str(seed)] = run
         print(json.dumps({seed: run}, indent=1), flush=True)
-    report = {
+    return {
         "machine": hardware_stamp(),
         "model_md5": hashlib.md5(args.checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
         "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
@@ -164,8 +148,25 @@ def main() -> None:
         "mean_gaps": mean_gaps(seeds),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: compress.steps)")
+    parser.add_argument("--checkpoint", type=Path, default=Path("models/model.pt"))
+    parser.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="its card")
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--output", type=Path, default=Path("reports/compress_seeds.json"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--readme-only", action="store_true", help="write the README table from --output only")
+    args = parser.parse_args()
+    if args.readme_only:
+        report = json.loads(args.output.read_text())
+    else:
+        report = measure(args)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=1) + "\n")
     block = seeds_block(report)
     args.readme.write_text(readme_with(args.readme.read_text(encoding="utf-8"), block, SEEDS_BEGIN, SEEDS_END))
 

@@ -130,24 +130,17 @@ def readme_with(readme: str, block: str, begin: str = SWEEP_BEGIN, end: str = SW
     return readme[:start] + block + readme[stop + len(end) :]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: compress.steps)")
-    parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
-    parser.add_argument("--features", type=Path, default=Path("data/features"))
-    parser.add_argument("--output", type=Path, default=Path("reports/compress_sweep.json"))
-    parser.add_argument("--no-teacher-loop", action="store_true", help="skip the second loop (better teacher)")
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
-    parser.add_argument("--readme-only", action="store_true", help="write the README table from --output only")
-    args = parser.parse_args()
-    if args.readme_only:
-        report = json.loads(args.output.read_text())
-        args.readme.write_text(readme_with(args.readme.read_text(encoding="utf-8"), sweep_block(report)))
-        return
-    settings = dict(section(load_params(), "compress"))
-    if args.steps:
-        settings["steps"] = args.steps
-    options = build(CompressOptions, settings, "compress")
+def compress_options(params: dict[str, Any], steps: int | None) -> CompressOptions:
+    """The stage's ``compress`` params, ``steps`` replaced where given (shared with ``compress_seeds.py``)."""
+    settings = dict(section(params, "compress"))
+    if steps:
+        settings["steps"] = steps
+    return build(CompressOptions, settings, "compress")
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Both loops' results, with what they were measured on."""
+    options = compress_options(load_params(), args.steps)
     train = UtteranceSet(Store(args.features / "train"))
     dev = UtteranceSet(Store(args.features / "dev"))
     teacher = fold_batch_norm(load_model(args.model)).eval()
@@ -171,8 +164,25 @@ def main() -> None:
         tuned = fine_tune(second, fine_tuned_control, train, dev, later)
         report["fine_tuned_teacher"] = labelled(tuned, {STAGE: {}, CONTROL: None})
     report["seconds"] = round(time.perf_counter() - started, 1)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, help="fine-tuning steps (default: compress.steps)")
+    parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--output", type=Path, default=Path("reports/compress_sweep.json"))
+    parser.add_argument("--no-teacher-loop", action="store_true", help="skip the second loop (better teacher)")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--readme-only", action="store_true", help="write the README table from --output only")
+    args = parser.parse_args()
+    if args.readme_only:
+        report = json.loads(args.output.read_text())
+    else:
+        report = sweep(args)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=1) + "\n")
     args.readme.write_text(readme_with(args.readme.read_text(encoding="utf-8"), sweep_block(report)))
 
 
