@@ -1,7 +1,9 @@
 """tools/compress_seeds.py: its report is the pipeline's own run for the pipeline's seed, and the README shows it."""
 
+import argparse
 import json
 
+import pytest
 import yaml
 
 from helpers import REPO, load_tool
@@ -46,3 +48,40 @@ def test_mean_gaps_average_each_model_and_split_over_the_seeds():
     }
     means = tool.mean_gaps(seeds)
     assert means["pruned_fp32"] == {"dev": 0.02, "test": 0.035} == means["pruned_int8"]
+
+
+def test_seeds_added_later_join_the_table_only_from_the_same_model_options_and_cpu(tmp_path):
+    """`--add` must refuse, before 25 minutes of measuring, runs that would not be comparable."""
+    tool = load_tool("compress_seeds")
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"trained")
+    args = argparse.Namespace(checkpoint=checkpoint, steps=None, seeds=[1, 2])
+    report = {**tool.provenance(args), "seeds": {"0": {}}, "seconds": 10.0}
+    tool.check_addable(report, args)  # the same model, options and CPU: accepted
+    refusals = {
+        "another model": {**report, "model_md5": "0" * 32},
+        "other options": {**report, "options": {**report["options"], "steps": 1}},
+        "another CPU": {**report, "machine": {**report["machine"], "cpu": "another"}},
+        "a seed twice": {**report, "seeds": {"1": {}}},
+    }
+    for why, unlike in refusals.items():
+        with pytest.raises(SystemExit, match="error:"):
+            tool.check_addable(unlike, args)
+            pytest.fail(why)
+
+
+def test_merged_seeds_are_ordered_and_averaged_together():
+    tool = load_tool("compress_seeds")
+
+    def run(gap: float) -> dict:
+        return {
+            variant: {split: {"vs_control": {"relative_difference": gap}} for split in tool.SPLITS}
+            for variant in tool.COMPRESSED
+        }
+
+    first = {"seeds": {"0": run(0.01)}, "seconds": 100.0, "model_md5": "m"}
+    later = {"seeds": {"2": run(0.05), "1": run(0.03)}, "seconds": 250.0}
+    report = tool.merged(first, later)
+    assert list(report["seeds"]) == ["0", "1", "2"]
+    assert report["mean_gaps"]["pruned_int8"] == {"dev": 0.03, "test": 0.03}
+    assert report["seconds"] == 350.0 and report["model_md5"] == "m"

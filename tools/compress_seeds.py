@@ -1,6 +1,7 @@
 """How much of the compressed model's gap to its control is the run: the compress stage with other seeds.
 
     python tools/compress_seeds.py [--seeds 0 1 2] [--steps 400] [--output reports/compress_seeds.json]
+    python tools/compress_seeds.py --seeds 1 2 --add   # more seeds into the report at --output
     python tools/compress_seeds.py --readme-only   # the README's table again, from the report
 
 A seed sets the order of the fine-tuning batches and which training batches the low-rank fit
@@ -107,10 +108,41 @@ def seeds_block(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", SEEDS_END])
 
 
+def provenance(args: argparse.Namespace) -> dict[str, Any]:
+    """What a report's seeds must share to sit in one table: the machine, the trained model, the options."""
+    options = compress_options(load_params(), args.steps)
+    return {
+        "machine": hardware_stamp(),
+        "model_md5": hashlib.md5(args.checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
+        "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
+    }
+
+
+def check_addable(report: dict[str, Any], args: argparse.Namespace) -> None:
+    """Refuses, before anything is measured, seeds that would not belong in ``report``'s table."""
+    own = provenance(args)
+    for key in ("model_md5", "options"):
+        if report[key] != own[key]:
+            raise SystemExit(f"error: the report's {key} is not this run's: run every seed again without --add")
+    if report["machine"]["cpu"] != own["machine"]["cpu"]:
+        raise SystemExit("error: the report was measured on another CPU: run every seed again without --add")
+    shared = sorted(set(report["seeds"]) & {str(seed) for seed in args.seeds})
+    if shared:
+        raise SystemExit(f"error: the report already has seeds {shared}")
+
+
+def merged(report: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with the seeds of ``more`` added (one table from runs made in several sittings)."""
+    seeds = dict(sorted({**report["seeds"], **more["seeds"]}.items(), key=lambda item: int(item[0])))
+    seconds = round(report["seconds"] + more["seconds"], 1)
+    return {**report, "seeds": seeds, "mean_gaps": mean_gaps(seeds), "seconds": seconds}
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Every seed's three models scored on dev and test, with what they were measured on."""
     params = load_params()
     options = compress_options(params, args.steps)
+    stamp = provenance(args)
     quant = build(QuantOptions, section(params, "quant"), "quant")
     decoder = Decoder(build(DecoderOptions, section(params, "decode"), "decode"), None)
     evaluation = build(EvalOptions, section(params, "eval"), "eval")
@@ -141,9 +173,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         seeds[str(seed)] = run
         print(json.dumps({seed: run}, indent=1), flush=True)
     return {
-        "machine": hardware_stamp(),
-        "model_md5": hashlib.md5(args.checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
-        "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
+        **stamp,
         "seeds": seeds,
         "mean_gaps": mean_gaps(seeds),
         "seconds": round(time.perf_counter() - started, 1),
@@ -159,10 +189,15 @@ def main() -> None:
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--output", type=Path, default=Path("reports/compress_seeds.json"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--add", action="store_true", help="add the seeds' runs to the report at --output")
     parser.add_argument("--readme-only", action="store_true", help="write the README table from --output only")
     args = parser.parse_args()
     if args.readme_only:
         report = json.loads(args.output.read_text())
+    elif args.add:
+        report = json.loads(args.output.read_text())
+        check_addable(report, args)
+        report = merged(report, measure(args))
     else:
         report = measure(args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
