@@ -85,3 +85,22 @@ def test_merged_seeds_are_ordered_and_averaged_together():
     assert list(report["seeds"]) == ["0", "1", "2"]
     assert report["mean_gaps"]["pruned_int8"] == {"dev": 0.03, "test": 0.03}
     assert report["seconds"] == 350.0 and report["model_md5"] == "m"
+
+
+def test_added_seeds_are_written_to_the_report_as_well_as_the_readme(tmp_path, monkeypatch):
+    tool = load_tool("compress_seeds")
+    gap = {"vs_control": {"relative_difference": 0.01, "relative_ci95_low": 0.0, "relative_ci95_high": 0.02}}
+    run = {tool.CONTROL: {s: {"cer": 0.1} for s in tool.SPLITS}}
+    run.update({v: {s: {"cer": 0.1, **gap} for s in tool.SPLITS} for v in tool.COMPRESSED})
+    machine = {"cpu": "cpu", "isa": "isa", "cores": 2}
+    first = {"machine": machine, "options": {"steps": 1}, "seeds": {"0": run}, "seconds": 60.0}
+    output, readme = tmp_path / "report.json", tmp_path / "README.md"
+    output.write_text(json.dumps(first))
+    readme.write_text(f"{tool.SEEDS_BEGIN}\n{tool.SEEDS_END}\n")
+    monkeypatch.setattr(tool, "check_addable", lambda report, args: None)
+    monkeypatch.setattr(tool, "measure", lambda args: {"seeds": {"1": run}, "seconds": 60.0})
+    argv = ["compress_seeds.py", "--seeds", "1", "--add", "--output", str(output), "--readme", str(readme)]
+    monkeypatch.setattr("sys.argv", argv)
+    tool.main()
+    assert list(json.loads(output.read_text())["seeds"]) == ["0", "1"]
+    assert "| 1 |" in readme.read_text()

@@ -194,12 +194,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.readme_only:
         report = json.loads(args.output.read_text())
-    elif args.add:
-        report = json.loads(args.output.read_text())
-        check_addable(report, args)
-        report = merged(report, measure(args))
     else:
-        report = measure(args)
+        if args.add:
+            report = json.loads(args.output.read_text())
+            check_addable(report, args)
+            report = merged(report, measure(args))
+        else:
+            report = measure(args)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=1) + "\n")
     block = seeds_block(report)
