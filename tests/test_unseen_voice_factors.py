@@ -1,0 +1,70 @@
+"""tools/unseen_voice_factors.py: each factor set must differ from dev in its one held-out condition only,
+or the table would credit one condition with another's cost."""
+
+import dataclasses
+import itertools
+import json
+
+from helpers import REPO, load_tool
+from speechquant.corpus import synth
+from speechquant.corpus.augment import Augmentation
+from speechquant.params import build, load_params, section
+
+factors = load_tool("unseen_voice_factors")
+
+
+def differences(plan: synth.Plan, reference: synth.Plan) -> set[str]:
+    """The fields (voice fields by their own name) in which two plans differ."""
+    changed = {
+        name for name in ("text", "noise_snr_db", "augmentation") if getattr(plan, name) != getattr(reference, name)
+    }
+    voice, other = dataclasses.asdict(plan.voice), dataclasses.asdict(reference.voice)
+    return changed | {f"voice.{name}" for name in voice if voice[name] != other[name]}
+
+
+def test_each_factor_changes_one_held_out_condition_and_all_of_them_change_together():
+    options = build(synth.SynthOptions, section(load_params(), "data.synth"), "data.synth")
+    dev = list(itertools.islice(synth.plans(options, "dev"), 20))
+    unseen = list(itertools.islice(synth.plans(options, "dev_unseen_voice"), 20))
+    held = options.held_out
+    for dev_plan, unseen_plan in zip(dev, unseen, strict=True):
+        sets = factors.factor_plans(dev_plan, unseen_plan)
+        assert sets["in_domain"] == dev_plan
+        assert differences(sets["voice"], dev_plan) <= {"voice.name"}
+        assert sets["voice"].voice.name.split("+") == [
+            dev_plan.voice.name.split("+")[0],
+            unseen_plan.voice.name.split("+")[1],
+        ]
+        assert sets["voice"].voice.name.split("+")[1] in held.variants
+        assert differences(sets["speed"], dev_plan) <= {"voice.words_per_minute"}
+        assert held.words_per_minute[0] <= sets["speed"].voice.words_per_minute <= held.words_per_minute[1]
+        assert differences(sets["room"], dev_plan) == {"augmentation"}
+        assert sets["room"].augmentation == Augmentation(
+            rt60_s=unseen_plan.augmentation.rt60_s, seed=unseen_plan.augmentation.seed
+        )
+        brown = sets["brown_noise"]
+        assert differences(brown, dev_plan) <= {"augmentation", "noise_snr_db"} and brown.noise_snr_db is None
+        assert brown.augmentation.rt60_s is None and brown.augmentation.brown_noise_snr_db is not None
+        assert sets["all"] == dataclasses.replace(unseen_plan, text=dev_plan.text)
+
+
+def test_the_committed_report_is_of_the_pipelines_model_and_its_ratios_are_its_cers():
+    report = json.loads((REPO / "reports" / "unseen_voice_factors.json").read_text())
+    lock = (REPO / "dvc.lock").read_text()
+    assert report["model_md5"] in lock
+    in_domain = report["factors"]["in_domain"]["cer"]
+    for entry in report["factors"].values():
+        assert abs(entry["of_in_domain"] - entry["cer"] / in_domain) < 1e-3
+
+
+def test_the_readme_quotes_both_reports():
+    readme = (REPO / "README.md").read_text()
+    for entry in json.loads((REPO / "reports" / "unseen_voice_factors.json").read_text())["factors"].values():
+        assert f"| {entry['cer']:.4f} | {entry['of_in_domain']:.2f} |" in readme
+    for group, entry in json.loads((REPO / "reports" / "augment_train_h100.json").read_text())["groups"].items():
+        cer, ratio, factors = entry["cer"], entry["of_dev"], entry["factors_of_in_domain"]
+        quoted = (
+            f"| {cer['dev']:.4f} | {cer['test']:.4f} | {ratio['dev_unseen_text']:.2f} "
+            f"| {ratio['dev_unseen_voice']:.2f} | {factors['speed']:.2f} | {factors['room']:.2f} |"
+        )
+        assert f"| {group} |" in readme and quoted in readme, group

@@ -1,0 +1,127 @@
+"""Training conditions at the full training budget: the default model trained from scratch per group.
+
+    python tools/augment_train.py [--groups base speed speed_wide_reverb] [--device cuda]
+                                  [--output reports/augment_train_h100.json]
+
+``tools/augment_ablation.py`` can afford on 2 cores only a fine-tune of the trained model per
+group; whether a condition teaches what the out-of-domain sets test needs the whole training
+run, which takes 47 min on 2 cores but under 2 min on one H100. So each group here builds its
+own training split (``data.synth`` with the group's ``augment`` entries replaced; ``base``
+uses ``--features``'s own), trains the train stage's model with the ``train`` params (only
+device and precision replaced), and scores it by greedy CER on the four dev/test sets and on
+``tools/unseen_voice_factors.py``'s six sets, so that each held-out condition's cost can be
+seen to move or not. A GPU run differs from the CPU's in its last digits, so groups are
+compared with ``base`` trained alike, never with the pipeline's model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from unseen_voice_factors import build_factor_sets
+
+from speechquant.batching import UtteranceSet
+from speechquant.corpus import synth
+from speechquant.features import FeatureOptions, build_split
+from speechquant.hardware import hardware_stamp
+from speechquant.model import ModelOptions, load_model, parameter_count
+from speechquant.modelcard import ModelCard
+from speechquant.params import build, load_params, section
+from speechquant.splits import ALL_SPLITS
+from speechquant.store import Store
+from speechquant.train import TrainOptions, choose_device, evaluate, run, save_model
+
+GROUPS = {  # name: data.synth.augment entries that replace the params' own
+    "base": {},
+    "speed": {"speed": {"probability": 0.5, "factor": [0.9, 1.1]}},
+    "speed_wide_reverb": {
+        "speed": {"probability": 0.5, "factor": [0.8, 1.25]},
+        "reverb": {"probability": 0.5, "rt60_s": [0.2, 0.6]},
+    },
+}
+
+
+def training_split(params: dict, augment: dict, features: Path, folder: Path) -> Store:
+    """The training features for a group: ``features/train`` for none, else a split built with ``augment``."""
+    if not augment:
+        return Store(features / "train")
+    synth_section = copy.deepcopy(section(params, "data.synth"))
+    for condition, entries in augment.items():
+        synth_section["augment"][condition] = {**synth_section["augment"].get(condition, {}), **entries}
+    options = build(synth.SynthOptions, synth_section, "data.synth")
+    synth.build_split(options, "train", folder / "audio", workers=os.cpu_count() or 1)
+    build_split(folder / "audio", folder / "train", build(FeatureOptions, section(params, "features"), "features"))
+    return Store(folder / "train")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32: faster on an H100")
+    parser.add_argument("--epochs", type=int, help="instead of train.epochs (a quick look only)")
+    parser.add_argument("--utterances", type=int, default=240, help="per unseen-voice factor set")
+    parser.add_argument(
+        "--features", type=Path, default=Path("data/features"), help="base's training split, and the scored splits"
+    )
+    parser.add_argument("--output", type=Path, default=Path("reports/augment_train.json"))
+    args = parser.parse_args()
+    params = load_params()
+    model_options = build(ModelOptions, section(params, "model"), "model")
+    replaced = {"device": args.device, "precision": args.precision, **({"epochs": args.epochs} if args.epochs else {})}
+    train_options = build(TrainOptions, {**section(params, "train"), **replaced}, "train")
+    device = choose_device(train_options)
+    dev_store = Store(args.features / "dev")
+    scored = {split: UtteranceSet(Store(args.features / split)) for split in ALL_SPLITS if split != "train"}
+    synth_options = build(synth.SynthOptions, section(params, "data.synth"), "data.synth")
+    feature_options = build(FeatureOptions, section(params, "features"), "features")
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        factor_sets, _ = build_factor_sets(synth_options, feature_options, args.utterances, folder / "factors")
+        for group in args.groups:
+            started = time.perf_counter()
+            train_store = training_split(params, GROUPS[group], args.features, folder / group)
+            corpus_seconds = time.perf_counter() - started
+            config = model_options.config(n_mels=train_store.meta["n_mels"])
+            trainer = run(config, train_options, train_store, dev_store, folder / f"{group}_state")
+            card = ModelCard.for_training(
+                dev_store.meta, config.normalization, model_options.preset, parameter_count(trainer.model)
+            )
+            save_model(trainer, folder / f"{group}.pt", card.as_dict())
+            model = load_model(folder / f"{group}.pt").to(device)
+            cers = {name: round(evaluate(model, data, train_options, device)[1], 4) for name, data in scored.items()}
+            factors = {
+                name: round(evaluate(model, data, train_options, device)[1], 4) for name, data in factor_sets.items()
+            }
+            results[group] = {
+                "augment": GROUPS[group],
+                "corpus_seconds": round(corpus_seconds, 1),
+                "train_seconds": round(time.perf_counter() - started - corpus_seconds, 1),
+                "cer": cers,
+                "of_dev": {name: round(cer / cers["dev"], 3) for name, cer in cers.items()},
+                "factors": factors,
+                "factors_of_in_domain": {name: round(cer / factors["in_domain"], 3) for name, cer in factors.items()},
+            }
+            print(group, json.dumps(results[group]), flush=True)
+    report = {
+        "command": "python tools/augment_train.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v and k != "groups"),
+        "train": {**dataclasses.asdict(train_options), "device": device.type},
+        "machine": {**hardware_stamp(), **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {})},
+        "groups": results,
+    }
+    args.output.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
