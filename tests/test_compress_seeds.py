@@ -1,12 +1,12 @@
 """tools/compress_seeds.py: its report is the pipeline's own run for the pipeline's seed, and the README shows it."""
 
-import argparse
 import json
 
 import pytest
 import yaml
 
 from helpers import REPO, load_tool
+from speechquant.params import load_params
 
 
 def committed_report() -> dict:
@@ -55,9 +55,9 @@ def test_seeds_added_later_join_the_table_only_from_the_same_model_options_and_c
     tool = load_tool("compress_seeds")
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"trained")
-    args = argparse.Namespace(checkpoint=checkpoint, steps=None, seeds=[1, 2])
-    report = {**tool.provenance(args), "seeds": {"0": {}}, "seconds": 10.0}
-    tool.check_addable(report, args)  # the same model, options and CPU: accepted
+    own = tool.provenance(tool.compress_options(load_params(), None), checkpoint)
+    report = {**own, "seeds": {"0": {}}, "seconds": 10.0}
+    tool.check_addable(report, own, [1, 2])  # the same model, options and CPU: accepted
     refusals = {
         "another model": {**report, "model_md5": "0" * 32},
         "other options": {**report, "options": {**report["options"], "steps": 1}},
@@ -66,7 +66,7 @@ def test_seeds_added_later_join_the_table_only_from_the_same_model_options_and_c
     }
     for why, unlike in refusals.items():
         with pytest.raises(SystemExit, match="error:"):
-            tool.check_addable(unlike, args)
+            tool.check_addable(unlike, own, [1, 2])
             pytest.fail(why)
 
 
@@ -97,9 +97,12 @@ def test_added_seeds_are_written_to_the_report_as_well_as_the_readme(tmp_path, m
     output, readme = tmp_path / "report.json", tmp_path / "README.md"
     output.write_text(json.dumps(first))
     readme.write_text(f"{tool.SEEDS_BEGIN}\n{tool.SEEDS_END}\n")
-    monkeypatch.setattr(tool, "check_addable", lambda report, args: None)
-    monkeypatch.setattr(tool, "measure", lambda args: {"seeds": {"1": run}, "seconds": 60.0})
-    argv = ["compress_seeds.py", "--seeds", "1", "--add", "--output", str(output), "--readme", str(readme)]
+    monkeypatch.setattr(tool, "check_addable", lambda report, own, seeds: None)
+    monkeypatch.setattr(tool, "measure", lambda args, options, stamp: {"seeds": {"1": run}, "seconds": 60.0})
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"trained")
+    argv = ["compress_seeds.py", "--seeds", "1", "--add", "--checkpoint", str(checkpoint)]
+    argv += ["--output", str(output), "--readme", str(readme)]
     monkeypatch.setattr("sys.argv", argv)
     tool.main()
     assert list(json.loads(output.read_text())["seeds"]) == ["0", "1"]

@@ -33,7 +33,7 @@ from compress_sweep import compress_options, readme_with
 
 from speechquant.batching import UtteranceSet
 from speechquant.compare import CompareOptions, Scored, paired_bootstrap
-from speechquant.compress import compress
+from speechquant.compress import CompressOptions, compress
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.evaluate import EvalOptions, evaluate_split
 from speechquant.export import export
@@ -108,25 +108,24 @@ def seeds_block(report: dict[str, Any]) -> str:
     return "\n".join([*lines, "", SEEDS_END])
 
 
-def provenance(args: argparse.Namespace) -> dict[str, Any]:
+def provenance(options: CompressOptions, checkpoint: Path) -> dict[str, Any]:
     """What a report's seeds must share to sit in one table: the machine, the trained model, the options."""
-    options = compress_options(load_params(), args.steps)
     return {
         "machine": hardware_stamp(),
-        "model_md5": hashlib.md5(args.checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
+        "model_md5": hashlib.md5(checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
         "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
     }
 
 
-def check_addable(report: dict[str, Any], args: argparse.Namespace) -> None:
-    """Refuses, before anything is measured, seeds that would not belong in ``report``'s table."""
-    own = provenance(args)
+def check_addable(report: dict[str, Any], own: dict[str, Any], seeds: list[int]) -> None:
+    """Refuses, before anything is measured, seeds that would not belong in ``report``'s table; ``own``:
+    this run's provenance."""
     for key in ("model_md5", "options"):
         if report[key] != own[key]:
             raise SystemExit(f"error: the report's {key} is not this run's: run every seed again without --add")
     if report["machine"]["cpu"] != own["machine"]["cpu"]:
         raise SystemExit("error: the report was measured on another CPU: run every seed again without --add")
-    shared = sorted(set(report["seeds"]) & {str(seed) for seed in args.seeds})
+    shared = sorted(set(report["seeds"]) & {str(seed) for seed in seeds})
     if shared:
         raise SystemExit(f"error: the report already has seeds {shared}")
 
@@ -138,11 +137,9 @@ def merged(report: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return {**report, "seeds": seeds, "mean_gaps": mean_gaps(seeds), "seconds": seconds}
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Every seed's three models scored on dev and test, with what they were measured on."""
+def measure(args: argparse.Namespace, options: CompressOptions, stamp: dict[str, Any]) -> dict[str, Any]:
+    """Every seed's three models scored on dev and test, with what they were measured on (``stamp``)."""
     params = load_params()
-    options = compress_options(params, args.steps)
-    stamp = provenance(args)
     quant = build(QuantOptions, section(params, "quant"), "quant")
     decoder = Decoder(build(DecoderOptions, section(params, "decode"), "decode"), None)
     evaluation = build(EvalOptions, section(params, "eval"), "eval")
@@ -195,12 +192,14 @@ def main() -> None:
     if args.readme_only:
         report = json.loads(args.output.read_text())
     else:
+        options = compress_options(load_params(), args.steps)
+        stamp = provenance(options, args.checkpoint)
         if args.add:
-            report = json.loads(args.output.read_text())
-            check_addable(report, args)
-            report = merged(report, measure(args))
+            earlier = json.loads(args.output.read_text())
+            check_addable(earlier, stamp, args.seeds)
+            report = merged(earlier, measure(args, options, stamp))
         else:
-            report = measure(args)
+            report = measure(args, options, stamp)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=1) + "\n")
     block = seeds_block(report)
