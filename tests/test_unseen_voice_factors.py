@@ -45,6 +45,8 @@ def test_each_factor_changes_one_held_out_condition_and_all_of_them_change_toget
         brown = sets["brown_noise"]
         assert differences(brown, dev_plan) <= {"augmentation", "noise_snr_db"} and brown.noise_snr_db is None
         assert brown.augmentation.rt60_s is None and brown.augmentation.brown_noise_snr_db is not None
+        both = sets["voice_brown_noise"]
+        assert both == dataclasses.replace(brown, voice=sets["voice"].voice)
         assert sets["all"] == dataclasses.replace(unseen_plan, text=dev_plan.text)
 
 

@@ -7,13 +7,15 @@
 variants training never has, faster speech, a far-field room and brown noise. Its CER alone
 cannot say which one to train for, or whether one of them is beyond what any training
 condition short of the held-out one itself could teach. So each of dev's first
-``--utterances`` utterances is spoken again six times, the sentence, accent, pitch and seeds
-kept: as dev speaks it (``in_domain``), with exactly one held-out condition taken from the
-dev_unseen_voice utterance of the same index (``voice``, ``speed``, ``room``,
-``brown_noise``; brown noise replaces dev's white or pink noise, as in dev_unseen_voice), and
-with all four (``all``). Every set is scored by greedy CER with the same model; the ratio to
-``in_domain`` is each condition's cost. Takes about 35 s on 2 cores; ``tools/augment_train.py``
-measures the same factors for models trained under other training conditions.
+``--utterances`` utterances is spoken again seven times, the sentence, accent, pitch and seeds
+kept: as dev speaks it (``in_domain``); with exactly one held-out condition taken from the
+dev_unseen_voice utterance of the same index (``voice``, ``speed``, ``room``, ``brown_noise``;
+brown noise replaces dev's white or pink noise, as in dev_unseen_voice); with the voices and
+brown noise together (``voice_brown_noise``: held-out voices under a noise training lacks,
+with neither speed nor room beyond training's); and with all four (``all``). Every set is
+scored by greedy CER with the same model; the ratio to ``in_domain`` is each condition's
+cost. Takes about 40 s on 2 cores; ``tools/augment_train.py`` measures the same sets for
+models trained under other training conditions.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from speechquant.params import build, load_params, section
 from speechquant.store import Store, StoreWriter, Utterance
 from speechquant.train import TrainOptions, evaluate
 
-FACTORS = ("in_domain", "voice", "speed", "room", "brown_noise", "all")
+FACTORS = ("in_domain", "voice", "speed", "room", "brown_noise", "voice_brown_noise", "all")
 
 
 def factor_plans(dev: synth.Plan, unseen: synth.Plan) -> dict[str, synth.Plan]:
@@ -52,12 +54,14 @@ def factor_plans(dev: synth.Plan, unseen: synth.Plan) -> dict[str, synth.Plan]:
     variant = unseen.voice.name.split("+")[1]
     held = unseen.augmentation
     brown = Augmentation(brown_noise_snr_db=held.brown_noise_snr_db, seed=held.seed)
+    voice = replace(dev.voice, name=f"{language}+{variant}")
     return {
         "in_domain": dev,
-        "voice": replace(dev, voice=replace(dev.voice, name=f"{language}+{variant}")),
+        "voice": replace(dev, voice=voice),
         "speed": replace(dev, voice=replace(dev.voice, words_per_minute=unseen.voice.words_per_minute)),
         "room": replace(dev, augmentation=Augmentation(rt60_s=held.rt60_s, seed=held.seed)),
         "brown_noise": replace(dev, noise_snr_db=None, augmentation=brown),
+        "voice_brown_noise": replace(dev, voice=voice, noise_snr_db=None, augmentation=brown),
         "all": replace(unseen, text=dev.text),
     }
 
@@ -100,7 +104,7 @@ def build_factor_sets(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--utterances", type=int, default=240, help="of dev's, each spoken six ways")
+    parser.add_argument("--utterances", type=int, default=240, help="of dev's, each spoken seven ways")
     parser.add_argument("--model", type=Path, default=Path("models/model.pt"))
     parser.add_argument("--output", type=Path, default=Path("reports/unseen_voice_factors.json"))
     args = parser.parse_args()

@@ -365,12 +365,11 @@ def compress(
     control = fold_batch_norm(trained)
     started = time.perf_counter()
     tuned = fine_tune({"pruned_fp32": student, "fp32_finetuned": control}, teacher, train, dev, options)
-    hidden, wide = pruned_widths(teacher, options.ratio)
     measured = {
         "method": options.method,
         "ratio": options.ratio,
         "ranks": options.ranks or {},
-        "widths": {"hidden": hidden, "wide": wide},
+        "widths": {"hidden": student.config.hidden_channels, "wide": student.config.wide_channels},
         "parameters_before": parameter_count(teacher),
         "fine_tune_seconds": round(time.perf_counter() - started, 1),  # both, the dev evaluations included
         **tuned,
