@@ -196,6 +196,8 @@ def test_a_new_rank_reruns_only_compress_and_what_reads_the_compressed_models(pr
     dvc(project, "repro")
     for command in (["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
         assert run(command, project).returncode == 0
+    dvc(project, "repro", "--force", "--single-item", "compress")  # the same models again, another clock
+    assert "benchmark:" not in dvc(project, "status"), "the benchmark must not re-run for a compress timing"
     before = json.loads((project / "metrics" / "quantize" / "pruned_int8.json").read_text())
     experiment = dvc(project, "exp", "run", "-S", "compress.ranks.conv8=4")
     for stage in ("compress", "quantize_pruned", "evaluate@pruned_fp32", "evaluate@pruned_int8", "compare", "report"):
