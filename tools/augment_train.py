@@ -9,7 +9,7 @@ run, which takes 47 min on 2 cores but under 2 min on one H100. So each group he
 own training split (``data.synth`` with the group's ``augment`` entries replaced; ``base``
 uses ``--features``'s own), trains the train stage's model with the ``train`` params (only
 device and precision replaced), and scores it by greedy CER on the four dev/test sets and on
-``tools/unseen_voice_factors.py``'s six sets, so that each held-out condition's cost can be
+``tools/unseen_voice_factors.py``'s sets, so that each held-out condition's cost can be
 seen to move or not. A GPU run differs from the CPU's in its last digits, so groups are
 compared with ``base`` trained alike, never with the pipeline's model.
 """
@@ -49,7 +49,7 @@ GROUPS = {  # name: data.synth.augment entries that replace the params' own
 }
 
 
-def training_split(params: dict, augment: dict, features: Path, folder: Path) -> Store:
+def training_split(params: dict, augment: dict, feature_options: FeatureOptions, features: Path, folder: Path) -> Store:
     """The training features for a group: ``features/train`` for none, else a split built with ``augment``."""
     if not augment:
         return Store(features / "train")
@@ -58,7 +58,7 @@ def training_split(params: dict, augment: dict, features: Path, folder: Path) ->
         synth_section["augment"][condition] = {**synth_section["augment"].get(condition, {}), **entries}
     options = build(synth.SynthOptions, synth_section, "data.synth")
     synth.build_split(options, "train", folder / "audio", workers=os.cpu_count() or 1)
-    build_split(folder / "audio", folder / "train", build(FeatureOptions, section(params, "features"), "features"))
+    build_split(folder / "audio", folder / "train", feature_options)
     return Store(folder / "train")
 
 
@@ -89,7 +89,7 @@ def main() -> None:
         factor_sets, _ = build_factor_sets(synth_options, feature_options, args.utterances, folder / "factors")
         for group in args.groups:
             started = time.perf_counter()
-            train_store = training_split(params, GROUPS[group], args.features, folder / group)
+            train_store = training_split(params, GROUPS[group], feature_options, args.features, folder / group)
             corpus_seconds = time.perf_counter() - started
             config = model_options.config(n_mels=train_store.meta["n_mels"])
             trainer = run(config, train_options, train_store, dev_store, folder / f"{group}_state")
