@@ -42,3 +42,14 @@ def test_the_readme_quotes_the_committed_report():
         cells = " | ".join(f"{classes[c]['char_share']:.1%} | {classes[c]['cer']:.3f}" for c in vocabulary.CLASSES)
         assert f"| `{split}` | {cells} | {classes['all']['cer']:.4f} |" in readme, split
     assert f"{report['mix_adjusted_of_dev']:.2f}x" in readme and f"{report['unseen_text_of_dev']:.2f}x" in readme
+
+
+def test_the_readme_quotes_the_lm_report():
+    report = json.loads((REPO / "reports" / "unseen_text_lm.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    for cers in report["lms"].values():
+        assert abs(cers["unseen_text_of_dev"] - cers["dev_unseen_text"] / cers["dev"]) < 1e-3
+        quoted = f"| {cers['dev']:.4f} | {cers['test']:.4f} | {cers['dev_unseen_text']:.4f} | "
+        assert f"{quoted}{cers['unseen_text_of_dev']:.2f} |" in readme
+    evaluated = json.loads((REPO / "metrics" / "eval" / f"{report['variant']}.json").read_text())
+    assert [report["lms"]["none"][split] for split in ("dev", "test")] == [evaluated[s]["cer"] for s in ("dev", "test")]
