@@ -34,6 +34,7 @@ def tiny_params(default_params, tiny_synth) -> dict:
     default_params["data"]["synth"] = tiny_synth
     default_params["model"].update(hidden_channels=16, wide_channels=32)
     default_params["train"].update(epochs=2, precision="fp32")
+    default_params["lm"]["text"] = "transcripts"  # the whole pool's LMs take 30 s; test_lm.py runs the stage on one
     default_params["quant"].update(check_utterances=2, calibration={"method": "minmax", "utterances": 4, "seed": 0})
     default_params["quant"]["qat"].update(steps=2, batch_frames=1000)
     default_params["compress"].update(

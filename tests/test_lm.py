@@ -1,8 +1,14 @@
+import json
+import subprocess
+import sys
 from collections import defaultdict
 
 import pytest
+import yaml
 from test_decode import log_probs
 
+from helpers import REPO, write_feature_store
+from speechquant.corpus.sentences import sentence_pools
 from speechquant.decode import Decoder, DecoderOptions, arpa_unigrams
 from speechquant.lm import lm_units, write_arpa
 
@@ -77,3 +83,38 @@ def test_a_missing_language_model_is_one_clear_error(tmp_path):
     frames = log_probs(ambiguous("c_a_t"))
     with pytest.raises(UserError, match="not found"):
         Decoder(DecoderOptions(lm="char"), tmp_path / "absent.arpa")(frames, len(frames))
+
+
+def run_lm_stage(folder, lm_params: dict, source: str):
+    """stages/lm.py in ``folder`` with the repository's params but ``lm`` and ``data.source`` replaced."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["lm"].update(lm_params)
+    params["data"]["source"] = source
+    params["data"]["synth"]["texts"] = ["wordnet"]  # the smallest list: a pool of seconds
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    write_feature_store(folder / "train", 10, seed=0)
+    command = [sys.executable, str(REPO / "stages" / "lm.py"), "--features", "train", "--output-dir", "lm"]
+    return subprocess.run([*command, "--metrics", "lm.json"], cwd=folder, capture_output=True, text=True)
+
+
+def test_the_lms_learn_synths_whole_training_pool_or_the_transcripts(tmp_path):
+    pool = sentence_pools(("wordnet",))["train"]
+    for source, text, expected in [("synth", "pool", "pool"), ("librispeech", "pool", "transcripts")]:
+        folder = tmp_path / f"{source}-{text}"
+        folder.mkdir()
+        result = run_lm_stage(folder, {"text": text, "char_order": 3, "word_order": 2}, source)
+        assert result.returncode == 0, result.stderr
+        metrics = json.loads((folder / "lm.json").read_text())
+        words = set(arpa_unigrams(folder / "lm" / "word.arpa"))
+        assert metrics["text"] == expected and metrics["transcripts"] == 10
+        if expected == "pool":  # every pool sentence, none of dev's
+            assert metrics["sentences"] == len(pool) and words >= set(pool[0].split()) | set(pool[-1].split())
+        else:  # another source has no unspoken text: its transcripts alone
+            assert metrics["sentences"] == 10 and words == {"a", "cab", "bad", "dab", "add", "be", "bee"}
+
+
+def test_an_unknown_lm_text_is_one_error_line_and_writes_nothing(tmp_path):
+    result = run_lm_stage(tmp_path, {"text": "books"}, "synth")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "error: params lm.text is 'books'; valid: pool, transcripts"
+    assert not (tmp_path / "lm").exists() and not (tmp_path / "lm.json").exists()

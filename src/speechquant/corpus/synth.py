@@ -18,8 +18,6 @@ brown noise, conditions the training split does not have.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -35,21 +33,16 @@ from speechquant.corpus import augment
 from speechquant.corpus.augment import Augmentation, AugmentOptions, check_ordered
 from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
+from speechquant.corpus.sentences import TEXTS, UNSEEN_TEXT, sentence_pools
 from speechquant.errors import UserError
 from speechquant.params import Checked, limits
 from speechquant.skips import SkipLog
 from speechquant.splits import ALL_SPLITS
 from speechquant.store import StoreWriter, Utterance
 
-SENTENCE_DIR = Path(__file__).parent / "sentences"
-TEXTS = ("wordnet", "web", "sotu")  # sentences/<name>.txt.gz that data.synth.texts may name
-UNSEEN_TEXT = "jargon"  # dev_unseen_text only
 SHARD_SIZE = 32
 # This many failures in a row means synthesis is broken, not unlucky: stop and say so.
 MAX_CONSECUTIVE_FAILURES = 2 * SHARD_SIZE
-# Sentences go to a split by a hash of their text, so a dev or test sentence never
-# occurs in train, whatever the seed or the hours asked for.
-HELD_OUT_PERCENT = {"dev": 5, "test": 5}
 
 
 @dataclass(frozen=True)
@@ -130,38 +123,6 @@ class Plan:
     espeak_seed: int
     augmentation: Augmentation = field(default_factory=Augmentation)
     babble: tuple[tuple[str, Voice, int], ...] = ()  # other talkers: sentence, voice, espeak seed
-
-
-def split_of(sentence: str) -> str:
-    """The split a sentence belongs to, fixed by its text alone."""
-    bucket = int.from_bytes(hashlib.sha256(sentence.encode()).digest()[:4], "little") % 100
-    if bucket < HELD_OUT_PERCENT["dev"]:
-        return "dev"
-    if bucket < HELD_OUT_PERCENT["dev"] + HELD_OUT_PERCENT["test"]:
-        return "test"
-    return "train"
-
-
-def _sentences(name: str) -> Iterator[str]:
-    with gzip.open(SENTENCE_DIR / f"{name}.txt.gz", "rt", encoding="utf-8") as lines:
-        yield from (line.strip() for line in lines if line.strip())
-
-
-@cache
-def sentence_pools(texts: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
-    """The sentences of ``texts``, grouped by split; ``dev_unseen_voice`` speaks dev's sentences and
-    ``dev_unseen_text`` the Jargon File's, less any sentence ``texts`` also hold."""
-    pools: dict[str, list[str]] = {split: [] for split in ("train", "dev", "test")}
-    for name in texts:
-        for sentence in _sentences(name):
-            pools[split_of(sentence)].append(sentence)
-    seen = {sentence for sentences in pools.values() for sentence in sentences}
-    unseen_text = [sentence for sentence in _sentences(UNSEEN_TEXT) if sentence not in seen]
-    return {
-        **{split: tuple(sentences) for split, sentences in pools.items()},
-        "dev_unseen_voice": tuple(pools["dev"]),
-        "dev_unseen_text": tuple(unseen_text),
-    }
 
 
 def _uniform_int(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
