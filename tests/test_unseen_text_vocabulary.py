@@ -53,3 +53,8 @@ def test_the_readme_quotes_the_lm_report():
         assert f"{quoted}{cers['unseen_text_of_dev']:.2f} |" in readme
     evaluated = json.loads((REPO / "metrics" / "eval" / f"{report['variant']}.json").read_text())
     assert [report["lms"]["none"][split] for split in ("dev", "test")] == [evaluated[s]["cer"] for s in ("dev", "test")]
+    pipeline_lm = json.loads((REPO / "metrics" / "eval_lm" / f"{report['variant']}-char.json").read_text())
+    assert json.loads((REPO / "metrics" / "lm.json").read_text())["text"] == "pool"  # the stage learns the pool
+    assert [report["lms"]["pool"][split] for split in ("dev", "test")] == [
+        pipeline_lm[s]["cer"] for s in ("dev", "test")
+    ]

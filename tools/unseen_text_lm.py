@@ -6,10 +6,11 @@
 never spoke. Text is cheap where audio is not: the corpus speaks about a tenth of its
 training sentence pool in 10 h, and a character n-gram LM can learn spelling from all of
 it. So the variant's outputs are beam-decoded (the ``decode`` params, beam 20) three ways on
-dev, test and dev_unseen_text: without an LM (the pipeline's evaluation), with the ``lm``
-stage's character LM (the spoken training transcripts, ``models/lm/char.arpa``), and with
-a character LM of the same order over the whole training pool (synth's ``train`` sentences:
-never a dev, test or Jargon File sentence). About 3 minutes on 2 cores.
+dev, test and dev_unseen_text: without an LM (the pipeline's evaluation), with a character
+LM of the spoken training transcripts (what the ``lm`` stage learnt before ``lm.text: pool``)
+and with one of the whole training pool (synth's ``train`` sentences: never a dev, test or
+Jargon File sentence; the ``lm`` stage's default), both of ``lm.char_order``. About 3
+minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ def main() -> None:
     evaluation = build(EvalOptions, section(params, "eval"), "eval")
     order = section(params, "lm")["char_order"]
     pool = synth.sentence_pools(options.texts)["train"]
+    transcripts = [utterance.text or "" for utterance in Store("data/features/train").utterances]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        pool_lm = Path(scratch) / "char.arpa"
-        write_arpa(pool, "char", order, pool_lm)
-        for lm_name, lm_path in (("none", None), ("transcripts", Path("models/lm/char.arpa")), ("pool", pool_lm)):
+        lms = {"none": None, "transcripts": Path(scratch, "transcripts.arpa"), "pool": Path(scratch, "pool.arpa")}
+        write_arpa(transcripts, "char", order, lms["transcripts"])
+        write_arpa(pool, "char", order, lms["pool"])
+        for lm_name, lm_path in lms.items():
             decoding = {**section(params, "decode"), "method": "beam", "lm": "none" if lm_path is None else "char"}
             decoder = Decoder(build(DecoderOptions, decoding, "decode"), lm_path)
             cers = {}
@@ -60,7 +63,7 @@ def main() -> None:
         "command": f"python tools/unseen_text_lm.py --variant {args.variant}",
         "variant": args.variant,
         "char_order": order,
-        "transcripts_spoken": len(Store("data/features/train")),
+        "transcripts_spoken": len(transcripts),
         "pool_sentences": len(pool),
         "machine": hardware_stamp(),
         "seconds": round(time.perf_counter() - started, 1),
