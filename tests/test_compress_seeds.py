@@ -18,6 +18,21 @@ def test_the_readme_table_is_what_the_committed_report_renders():
     assert block in (REPO / "README.md").read_text(encoding="utf-8")
 
 
+def test_the_readme_quotes_the_800_step_report_of_the_same_trained_model_and_options_but_steps():
+    fewer = json.loads((REPO / "reports" / "compress_seeds_800.json").read_text())
+    report = committed_report()
+    assert fewer["model_md5"] == report["model_md5"] and fewer["machine"]["cpu"] == report["machine"]["cpu"]
+    assert {**fewer["options"], "steps": report["options"]["steps"]} == report["options"]
+    assert fewer["options"]["steps"] == 800 and sorted(fewer["seeds"]) == ["0", "1", "2"]
+    gaps = fewer["mean_gaps"]
+    int8, fp32 = gaps["pruned_int8"], gaps["pruned_fp32"]
+    quoted = (
+        f"**{int8['dev']:.2%} behind its control on dev and {int8['test']:.2%} on test** "
+        f"(`pruned_fp32` {fp32['dev']:.2%} and {fp32['test']:.2%};"
+    )
+    assert quoted.replace("%", " %") in " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+
+
 def test_the_pipelines_seed_repeats_the_pipelines_scores_of_the_same_trained_model():
     """Fails when the tool stops doing what the compress, quantize, evaluate and compare stages do,
     or when the model changes and the report is not run again."""
