@@ -1,6 +1,7 @@
 """DVC stages `evaluate@<variant>` and `evaluate_lm@<variant>-<lm>`: CTC loss, CER, WER and
 average Levenshtein on every split in `eval.splits` with the `decode` params, or on dev and
-test with them and an n-gram LM (the LMs are trained on the in-domain transcripts)."""
+test with them and an n-gram LM (the LMs know in-domain training text only, so the out-of-domain splits
+are not decoded with them)."""
 
 import argparse
 from dataclasses import asdict

@@ -101,8 +101,8 @@ def arpa_text(sentences: Iterable[list[str]], order: int) -> tuple[str, dict[str
     return "\n".join(lines), {f"{n}-grams": len(table) for n, table in enumerate(log_probs, start=1)}
 
 
-def write_arpa(transcripts: Iterable[str], level: str, order: int, path: Path) -> dict[str, int]:
-    """Write the LM of ``transcripts`` to ``path``; returns the n-gram count per order."""
-    text, counts = arpa_text((lm_units(t, level) for t in transcripts), order)
+def write_arpa(sentences: Iterable[str], level: str, order: int, path: Path) -> dict[str, int]:
+    """Write the LM of ``sentences`` to ``path``; returns the n-gram count per order."""
+    text, counts = arpa_text((lm_units(sentence, level) for sentence in sentences), order)
     write_text(path, text)
     return counts
