@@ -7,7 +7,7 @@ import argparse
 import time
 from pathlib import Path
 
-from speechquant.corpus.sentences import TEXTS, sentence_pools
+from speechquant.corpus.sentences import check_texts, sentence_pools
 from speechquant.errors import UserError, exit_on_user_error
 from speechquant.fileio import write_json
 from speechquant.lm import LEVELS, write_arpa
@@ -22,9 +22,10 @@ def training_text(choice: object, params: dict, transcripts: list[str]) -> tuple
     if choice == "transcripts" or section(params, "data")["source"] != "synth":
         return transcripts, "transcripts"
     texts = tuple(section(params, "data.synth")["texts"])
-    unknown = sorted(set(texts) - set(TEXTS))
-    if unknown:
-        raise UserError(f"params data.synth.texts: no sentence list {unknown}; valid: {list(TEXTS)}")
+    try:
+        check_texts(texts)
+    except ValueError as error:
+        raise UserError(f"params {error}") from None
     return list(sentence_pools(texts)["train"]), "pool"
 
 

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from speechquant.corpus import synth
+from speechquant.corpus import sentences, synth
 from speechquant.errors import UserError
 from speechquant.params import build
 from speechquant.store import Store
@@ -36,7 +36,7 @@ def test_a_different_seed_gives_different_utterances(tmp_path, tiny_synth):
 
 
 def test_no_dev_or_test_sentence_occurs_in_train():
-    pools = synth.sentence_pools(synth.TEXTS)
+    pools = sentences.sentence_pools(sentences.TEXTS)
     train = set(pools["train"])
     assert len(train) > 70_000
     assert not train & set(pools["dev"])
@@ -45,7 +45,10 @@ def test_no_dev_or_test_sentence_occurs_in_train():
 
 
 def test_texts_choose_the_sentence_lists_the_corpus_speaks(tiny_synth):
-    without, with_sotu = synth.sentence_pools(("wordnet", "web")), synth.sentence_pools(("wordnet", "web", "sotu"))
+    without, with_sotu = (
+        sentences.sentence_pools(("wordnet", "web")),
+        sentences.sentence_pools(("wordnet", "web", "sotu")),
+    )
     assert set(without["train"]) < set(with_sotu["train"]) and set(without["dev"]) < set(with_sotu["dev"])
     tiny_synth["texts"] = ["wordnet", "web", "sotu"]
     plans = synth.plans(build(synth.SynthOptions, tiny_synth, "s"), "train")
@@ -120,7 +123,7 @@ def test_augmentation_off_leaves_every_other_choice_as_before(tiny_synth):
 
 def test_out_of_domain_splits_differ_from_training_as_their_names_say(tiny_synth):
     options = build(synth.SynthOptions, tiny_synth, "s")
-    pools = synth.sentence_pools(options.texts)
+    pools = sentences.sentence_pools(options.texts)
     unseen_text = list(zip(range(20), synth.plans(options, "dev_unseen_text"), strict=False))
     assert not {p.text for _, p in unseen_text} & (set(pools["train"]) | set(pools["dev"]))
     assert all(p.voice.name.split("+")[1] in options.variants for _, p in unseen_text)  # training's voices

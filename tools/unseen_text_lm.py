@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from speechquant.corpus import synth
+from speechquant.corpus.sentences import sentence_pools
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.evaluate import EvalOptions, evaluate_split
 from speechquant.hardware import hardware_stamp
@@ -42,7 +43,7 @@ def main() -> None:
     options = build(synth.SynthOptions, section(params, "data.synth"), "data.synth")
     evaluation = build(EvalOptions, section(params, "eval"), "eval")
     order = section(params, "lm")["char_order"]
-    pool = synth.sentence_pools(options.texts)["train"]
+    pool = sentence_pools(options.texts)["train"]
     transcripts = [utterance.text or "" for utterance in Store("data/features/train").utterances]
     results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:

@@ -38,7 +38,6 @@ from rapidfuzz.distance import Levenshtein
 from speechquant.corpus import synth
 from speechquant.hardware import hardware_stamp
 from speechquant.params import build, load_params, section
-from speechquant.splits import ALL_SPLITS
 from speechquant.store import Store
 
 SPLITS = ("dev", "test", "dev_unseen_text")
@@ -89,17 +88,16 @@ def mixed_cer(shares_of: dict[str, dict[str, float]], cers_of: dict[str, dict[st
 def coverage(options: synth.SynthOptions, heard_texts: list[str], targets: list[str]) -> dict[str, object]:
     """Shares of ``targets``' words that training hears at least once and ``FAMILIAR`` times: as the corpus
     chose its sentences, and as a greedy new-word-first choice of the same pool with as many characters."""
-    pool = synth.sentence_pools(options.texts)["train"]
-    order = np.random.default_rng([options.seed, ALL_SPLITS.index("train")]).permutation(len(pool))
+    pool = synth.spoken_order(options, "train")
     seen: Counter[str] = Counter()
     first, rest = [], []
-    for index in order:
-        words = pool[index].split()
+    for sentence in pool:
+        words = sentence.split()
         if any(seen[word] == 0 for word in words):
-            first.append(pool[index])
+            first.append(sentence)
             seen.update(words)
         else:
-            rest.append(pool[index])
+            rest.append(sentence)
     budget, chosen, chars = sum(len(text) for text in heard_texts), [], 0
     for text in first + rest:
         if chars >= budget:

@@ -33,7 +33,7 @@ from speechquant.corpus import augment
 from speechquant.corpus.augment import Augmentation, AugmentOptions, check_ordered
 from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
-from speechquant.corpus.sentences import TEXTS, UNSEEN_TEXT, sentence_pools
+from speechquant.corpus.sentences import check_texts, sentence_pools
 from speechquant.errors import UserError
 from speechquant.params import Checked, limits
 from speechquant.skips import SkipLog
@@ -96,13 +96,7 @@ class SynthOptions(Checked):
             unknown = sorted(set(given) - valid, key=str)
             if unknown:
                 raise ValueError(f"data.synth.{name}: espeak-ng has no {unknown}; valid: {sorted(valid)}")
-        if not self.texts:
-            raise ValueError(f"data.synth.texts must not be empty; valid: {list(TEXTS)}")
-        for text in self.texts:
-            if text == UNSEEN_TEXT:
-                raise ValueError(f"data.synth.texts: {text!r} is reserved for dev_unseen_text; valid: {list(TEXTS)}")
-            if text not in TEXTS:
-                raise ValueError(f"data.synth.texts: no sentence list {text!r}; valid: {list(TEXTS)}")
+        check_texts(self.texts)
         both = sorted(set(self.held_out.variants) & set(self.variants))
         if both:
             raise ValueError(f"data.synth.held_out.variants: {both} also in data.synth.variants (training)")
@@ -141,12 +135,18 @@ def _voice(
     )
 
 
+def spoken_order(options: SynthOptions, split: str) -> list[str]:
+    """A split's sentence pool in the seeded order its utterances speak it."""
+    pool = sentence_pools(options.texts)[split]
+    order = np.random.default_rng([options.seed, ALL_SPLITS.index(split)]).permutation(len(pool))
+    return [pool[index] for index in order]
+
+
 def plans(options: SynthOptions, split: str) -> Iterator[Plan]:
     """The endless, seeded sequence of utterances for a split (sentences reused once exhausted)."""
     split_number = ALL_SPLITS.index(split)
     pools = sentence_pools(options.texts)
-    pool = pools[split]
-    order = np.random.default_rng([options.seed, split_number]).permutation(len(pool))
+    sentences = spoken_order(options, split)
     unseen_voice = split == "dev_unseen_voice"
     held_out = options.held_out
     for index in itertools.count():
@@ -179,7 +179,7 @@ def plans(options: SynthOptions, split: str) -> Iterator[Plan]:
             )
         yield Plan(
             id=f"synth-{split}-{index:06d}",
-            text=pool[order[index % len(pool)]],
+            text=sentences[index % len(sentences)],
             voice=voice,
             noise_snr_db=None if unseen_voice else snr,
             noise_seed=noise_seed,

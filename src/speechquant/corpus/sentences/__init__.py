@@ -20,6 +20,18 @@ UNSEEN_TEXT = "jargon"  # dev_unseen_text only
 HELD_OUT_PERCENT = {"dev": 5, "test": 5}
 
 
+def check_texts(texts: tuple[str, ...]) -> None:
+    """Refuse a ``data.synth.texts`` that names no list, an unknown one or the Jargon File, which is
+    dev_unseen_text's alone: checked by the corpus's params and by the ``lm`` stage alike."""
+    if not texts:
+        raise ValueError(f"data.synth.texts must not be empty; valid: {list(TEXTS)}")
+    for text in texts:
+        if text == UNSEEN_TEXT:
+            raise ValueError(f"data.synth.texts: {text!r} is reserved for dev_unseen_text; valid: {list(TEXTS)}")
+        if text not in TEXTS:
+            raise ValueError(f"data.synth.texts: no sentence list {text!r}; valid: {list(TEXTS)}")
+
+
 def split_of(sentence: str) -> str:
     """The split a sentence belongs to, fixed by its text alone."""
     bucket = int.from_bytes(hashlib.sha256(sentence.encode()).digest()[:4], "little") % 100
