@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from speechquant.params import Checked, limits
+from speechquant.params import Checked, check_ordered, limits
 from speechquant.store import Store, pad_rows
 from speechquant.text import tokenize
 
@@ -26,6 +26,32 @@ class SpecAugmentOptions(Checked):
     freq_width: int = field(default=8, metadata=limits(0, 10_000))
     time_masks: int = field(default=2, metadata=limits(0, 100))
     time_width: int = field(default=40, metadata=limits(0, 100_000))
+
+
+@dataclass(frozen=True)
+class TempoOptions(Checked):
+    """Speech made faster (or slower) per utterance by resampling its log-mel frames in time.
+
+    espeak-ng speaks no faster than the rates training draws, and a model that never heard
+    fast speech halves its accuracy on it (``tools/unseen_voice_factors.py``). Changing the
+    tempo of the samples with soxr (``data.synth.augment.speed``) moves the pitch and the
+    formants with it and did not teach fast speech; resampling frames keeps every frame's
+    spectrum and changes only how long each sound lasts, and did (README "Fast speech").
+    It costs nothing at corpus build: the draw is made per batch, from the epoch's generator.
+    """
+
+    probability: float = field(default=0.0, metadata=limits(0, 1))
+    factor: tuple[float, float] = field(default=(0.6, 1.0), metadata=limits(0.3, 3.0))  # frames kept per frame
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_ordered("train.tempo", {"factor": self.factor})
+
+
+# CTC needs at least one output frame per label (two for a repeated letter); the stride-2
+# network keeps half the input frames, so a tempo change never leaves fewer than 2.6 input
+# frames per label: 1.3 output frames, the blanks between repeats included for English text.
+_MIN_FRAMES_PER_LABEL = 2.6
 
 
 @dataclass
@@ -55,6 +81,24 @@ def spec_augment(features: np.ndarray, options: SpecAugmentOptions, rng: np.rand
         start = int(rng.integers(0, max(1, frames - width + 1)))
         augmented[start : start + width, :] = mean
     return augmented
+
+
+def change_tempo(features: np.ndarray, factor: float) -> np.ndarray:
+    """``features`` resampled to ``round(frames * factor)`` frames, each interpolated between its two neighbours."""
+    frames = features.shape[0]
+    positions = np.linspace(0.0, frames - 1, max(1, round(frames * factor)))
+    before = np.floor(positions).astype(np.int64)
+    after = np.minimum(before + 1, frames - 1)
+    weight = (positions - before)[:, None].astype(features.dtype)
+    return features[before] * (1 - weight) + features[after] * weight
+
+
+def tempo_factor(options: TempoOptions, frames: int, labels: int, rng: np.random.Generator) -> float:
+    """The factor drawn for one utterance (1: unchanged), never faster than CTC can still align."""
+    if options.probability == 0 or rng.random() >= options.probability:
+        return 1.0
+    drawn = float(rng.uniform(*options.factor))
+    return max(drawn, min(1.0, _MIN_FRAMES_PER_LABEL * labels / max(frames, 1)))
 
 
 class UtteranceSet:
@@ -95,13 +139,26 @@ class UtteranceSet:
         return batches
 
     def collate(
-        self, positions: list[int], augment: SpecAugmentOptions | None = None, rng: np.random.Generator | None = None
+        self,
+        positions: list[int],
+        augment: SpecAugmentOptions | None = None,
+        rng: np.random.Generator | None = None,
+        tempo: TempoOptions | None = None,
     ) -> Batch:
-        """Pad the chosen utterances into one batch (float32 features, int64 labels)."""
+        """Pad the chosen utterances into one batch (float32 features, int64 labels).
+
+        With ``augment``, each utterance first gets its ``tempo`` change, then its masks.
+        """
         features = [np.asarray(self.store[self.indices[p]], dtype=np.float32) for p in positions]
         if augment is not None:
             assert rng is not None
-            features = [spec_augment(f, augment, rng) for f in features]
+            tempo = tempo or TempoOptions()
+            changed = []
+            for position, utterance in zip(positions, features, strict=True):
+                factor = tempo_factor(tempo, len(utterance), len(self.labels[position]), rng)
+                utterance = change_tempo(utterance, factor) if factor != 1.0 else utterance
+                changed.append(spec_augment(utterance, augment, rng))
+            features = changed
         padded, lengths = pad_rows(features)
         labels = [self.labels[p] for p in positions]
         return Batch(

@@ -52,6 +52,13 @@ def section(params: dict[str, Any], dotted: str) -> dict[str, Any]:
     return node
 
 
+def check_ordered(prefix: str, ranges: dict[str, tuple[float, float]]) -> None:
+    """Refuse an inclusive ``[low, high]`` param whose low is above its high, naming its key."""
+    for name, (low, high) in ranges.items():
+        if low > high:
+            raise ValueError(f"{prefix}.{name}: low {low} is above high {high}")
+
+
 def limits(
     low: float | None = None,
     high: float | None = None,

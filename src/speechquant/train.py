@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from speechquant.batching import Batch, SpecAugmentOptions, UtteranceSet
+from speechquant.batching import Batch, SpecAugmentOptions, TempoOptions, UtteranceSet
 from speechquant.ctc import greedy
 from speechquant.errors import UserError
 from speechquant.metrics import error_rate
@@ -63,6 +63,7 @@ class TrainOptions(Checked):
     precision: str = field(default="bf16", metadata=limits(choices=PRECISIONS))
     device: str = field(default="auto", metadata=limits(choices=DEVICES))
     spec_augment: SpecAugmentOptions = field(default_factory=SpecAugmentOptions)
+    tempo: TempoOptions = field(default_factory=TempoOptions)
 
 
 @dataclass
@@ -282,7 +283,7 @@ class Trainer:
         )
         for positions in progress:
             local, weight = self._local_positions(positions)
-            batch = _to(self.train.collate(local, options.spec_augment, augment_rng), device)
+            batch = _to(self.train.collate(local, options.spec_augment, augment_rng, options.tempo), device)
             with autocast(options, device):
                 log_probs, lengths = self.wrapped(batch.features, batch.lengths)
             loss = ctc_loss_sum(log_probs, lengths, batch) * weight

@@ -22,7 +22,7 @@ import soundfile
 import soxr
 
 from speechquant.audio import SAMPLE_RATE
-from speechquant.params import Checked, limits
+from speechquant.params import Checked, check_ordered, limits
 
 NOISE_COLOURS = ("white", "pink", "brown")  # power falling as 1/f^0, 1/f^1, 1/f^2
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
@@ -88,13 +88,6 @@ class AugmentOptions(Checked):
                 "babble.snr_db": self.babble.snr_db,
             },
         )
-
-
-def check_ordered(prefix: str, ranges: dict[str, tuple[float, float]]) -> None:
-    """Refuse an inclusive ``[low, high]`` param whose low is above its high, naming its key."""
-    for name, (low, high) in ranges.items():
-        if low > high:
-            raise ValueError(f"{prefix}.{name}: low {low} is above high {high}")
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ from tqdm import tqdm
 
 from speechquant.audio import SAMPLE_RATE
 from speechquant.corpus import augment
-from speechquant.corpus.augment import Augmentation, AugmentOptions, check_ordered
+from speechquant.corpus.augment import Augmentation, AugmentOptions
 from speechquant.corpus.espeak import Espeak, Voice, available_voices
 from speechquant.corpus.isolation import run_isolated
 from speechquant.corpus.sentences import check_texts, sentence_pools
 from speechquant.errors import UserError
-from speechquant.params import Checked, limits
+from speechquant.params import Checked, check_ordered, limits
 from speechquant.skips import SkipLog
 from speechquant.splits import ALL_SPLITS
 from speechquant.store import StoreWriter, Utterance
