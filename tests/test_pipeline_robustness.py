@@ -72,6 +72,8 @@ BAD_PARAMS = [
     ("train", "train.learning_rate", "fast", "train.learning_rate is 'fast'; it must be a finite number"),
     ("train", "train.spec_augment.freq_masks", -1, "train.spec_augment.freq_masks is -1; it must be >= 0"),
     ("train", "train.epochs", True, "train.epochs is True; it must be a whole number"),
+    ("train", "train.tempo.probability", 1.5, "train.tempo.probability is 1.5; it must be >= 0 and <= 1"),
+    ("train", "train.tempo.factor", [1.0, 0.6], "train.tempo.factor: low 1.0 is above high 0.6"),
     ("quantize", "quant.check_utterances", -1, "quant.check_utterances is -1; it must be >= 1"),
     ("quantize", "quant.variants", ["fp32", "fp32"], "quant.variants lists fp32 more than once"),
     ("quantize", "quant.calibration.method", "kl", "quant.calibration.method is 'kl'; it must be one of"),

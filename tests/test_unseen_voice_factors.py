@@ -63,10 +63,24 @@ def test_the_readme_quotes_both_reports():
     readme = (REPO / "README.md").read_text()
     for entry in json.loads((REPO / "reports" / "unseen_voice_factors.json").read_text())["factors"].values():
         assert f"| {entry['cer']:.4f} | {entry['of_in_domain']:.2f} |" in readme
-    for group, entry in json.loads((REPO / "reports" / "augment_train_h100.json").read_text())["groups"].items():
-        cer, ratio, factors = entry["cer"], entry["of_dev"], entry["factors_of_in_domain"]
-        quoted = (
-            f"| {cer['dev']:.4f} | {cer['test']:.4f} | {ratio['dev_unseen_text']:.2f} "
-            f"| {ratio['dev_unseen_voice']:.2f} | {factors['speed']:.2f} | {factors['room']:.2f} |"
-        )
-        assert f"| {group} |" in readme and quoted in readme, group
+    for report in ("augment_train_h100.json", "tempo_h100.json"):
+        for group, entry in json.loads((REPO / "reports" / report).read_text())["groups"].items():
+            cer, ratio, factors = entry["cer"], entry["of_dev"], entry["factors_of_in_domain"]
+            quoted = (
+                f"| {cer['dev']:.4f} | {cer['test']:.4f} | {ratio['dev_unseen_text']:.2f} "
+                f"| {ratio['dev_unseen_voice']:.2f} | {factors['speed']:.2f} | {factors['room']:.2f} |"
+            )
+            assert f"| {group} |" in readme and quoted in readme, (report, group)
+
+
+def test_the_tempo_report_names_the_tools_groups_with_the_tools_settings():
+    """The H100 numbers were made by the tool's scratch predecessor: its groups must be the tool's, so
+    that `tools/augment_train.py --groups ...` repeats them."""
+    groups = load_tool("augment_train").GROUPS
+    for name, entry in json.loads((REPO / "reports" / "tempo_h100.json").read_text())["groups"].items():
+        tempo = {**entry["tempo"], "factor": entry["tempo"].get("factor", [1.0, 1.0])}
+        assert name in groups and entry["augment"] == groups[name].get("augment", {})
+        assert tempo["probability"] == groups[name]["tempo"]["probability"]
+        if tempo["probability"]:
+            assert tempo["factor"] == groups[name]["tempo"]["factor"]
+    assert section(load_params(), "train.tempo") == groups["tempo"]["tempo"]  # the default is the group measured

@@ -2,16 +2,20 @@
 
     python tools/augment_train.py [--groups base speed speed_wide_reverb] [--device cuda]
                                   [--output reports/augment_train_h100.json]
+    python tools/augment_train.py --groups base tempo_fast tempo_wide tempo_0.8 tempo tempo_0.65 \
+                                  --device cuda --output reports/tempo_h100.json
 
 ``tools/augment_ablation.py`` can afford on 2 cores only a fine-tune of the trained model per
 group; whether a condition teaches what the out-of-domain sets test needs the whole training
 run, which takes 47 min on 2 cores but under 2 min on one H100. So each group here builds its
 own training split (``data.synth`` with the group's ``augment`` entries replaced; ``base``
-uses ``--features``'s own), trains the train stage's model with the ``train`` params (only
-device and precision replaced), and scores it by greedy CER on the four dev/test sets and on
-``tools/unseen_voice_factors.py``'s sets, so that each held-out condition's cost can be
-seen to move or not. A GPU run differs from the CPU's in its last digits, so groups are
-compared with ``base`` trained alike, never with the pipeline's model.
+uses ``--features``'s own), trains the train stage's model with the ``train`` params (device,
+precision and the group's ``tempo`` entries replaced; every group but the ``tempo`` ones
+trains without tempo changes, as all did before ``train.tempo`` existed), and scores it by
+greedy CER on the four dev/test sets and on ``tools/unseen_voice_factors.py``'s sets, so
+that each held-out condition's cost can be seen to move or not. A GPU run differs from the
+CPU's in its last digits, so groups are compared with ``base`` trained alike, never with the
+pipeline's model.
 """
 
 from __future__ import annotations
@@ -39,13 +43,22 @@ from speechquant.splits import ALL_SPLITS
 from speechquant.store import Store
 from speechquant.train import TrainOptions, choose_device, evaluate, run, save_model
 
-GROUPS = {  # name: data.synth.augment entries that replace the params' own
-    "base": {},
-    "speed": {"speed": {"probability": 0.5, "factor": [0.9, 1.1]}},
+NO_TEMPO = {"probability": 0.0}
+GROUPS = {  # name: data.synth.augment entries and train.tempo entries that replace the params' own
+    "base": {"tempo": NO_TEMPO},
+    "speed": {"augment": {"speed": {"probability": 0.5, "factor": [0.9, 1.1]}}, "tempo": NO_TEMPO},
     "speed_wide_reverb": {
-        "speed": {"probability": 0.5, "factor": [0.8, 1.25]},
-        "reverb": {"probability": 0.5, "rt60_s": [0.2, 0.6]},
+        "augment": {
+            "speed": {"probability": 0.5, "factor": [0.8, 1.25]},
+            "reverb": {"probability": 0.5, "rt60_s": [0.2, 0.6]},
+        },
+        "tempo": NO_TEMPO,
     },
+    "tempo_fast": {"tempo": {"probability": 0.5, "factor": [0.7, 1.0]}},
+    "tempo_wide": {"tempo": {"probability": 0.5, "factor": [0.65, 1.15]}},
+    "tempo": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}},  # the params' since
+    "tempo_0.65": {"tempo": {"probability": 0.65, "factor": [0.6, 1.0]}},
+    "tempo_0.8": {"tempo": {"probability": 0.8, "factor": [0.6, 1.0]}},
 }
 
 
@@ -77,8 +90,8 @@ def main() -> None:
     params = load_params()
     model_options = build(ModelOptions, section(params, "model"), "model")
     replaced = {"device": args.device, "precision": args.precision, **({"epochs": args.epochs} if args.epochs else {})}
-    train_options = build(TrainOptions, {**section(params, "train"), **replaced}, "train")
-    device = choose_device(train_options)
+    train_section = {**section(params, "train"), **replaced}
+    device = choose_device(build(TrainOptions, train_section, "train"))
     dev_store = Store(args.features / "dev")
     scored = {split: UtteranceSet(Store(args.features / split)) for split in ALL_SPLITS if split != "train"}
     synth_options = build(synth.SynthOptions, section(params, "data.synth"), "data.synth")
@@ -89,8 +102,11 @@ def main() -> None:
         factor_sets, _ = build_factor_sets(synth_options, feature_options, args.utterances, folder / "factors")
         for group in args.groups:
             started = time.perf_counter()
-            train_store = training_split(params, GROUPS[group], feature_options, args.features, folder / group)
+            augment, tempo = GROUPS[group].get("augment", {}), GROUPS[group]["tempo"]
+            train_store = training_split(params, augment, feature_options, args.features, folder / group)
             corpus_seconds = time.perf_counter() - started
+            tempo_section = {**train_section.get("tempo", {}), **tempo}
+            train_options = build(TrainOptions, {**train_section, "tempo": tempo_section}, "train")
             config = model_options.config(n_mels=train_store.meta["n_mels"])
             trainer = run(config, train_options, train_store, dev_store, folder / f"{group}_state")
             card = ModelCard.for_training(
@@ -103,7 +119,8 @@ def main() -> None:
                 name: round(evaluate(model, data, train_options, device)[1], 4) for name, data in factor_sets.items()
             }
             results[group] = {
-                "augment": GROUPS[group],
+                "augment": augment,
+                "tempo": tempo_section,
                 "corpus_seconds": round(corpus_seconds, 1),
                 "train_seconds": round(time.perf_counter() - started - corpus_seconds, 1),
                 "cer": cers,
@@ -115,7 +132,7 @@ def main() -> None:
     report = {
         "command": "python tools/augment_train.py "
         + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v and k != "groups"),
-        "train": {**dataclasses.asdict(train_options), "device": device.type},
+        "train": {**dataclasses.asdict(build(TrainOptions, train_section, "train")), "device": device.type},
         "machine": {**hardware_stamp(), **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {})},
         "groups": results,
     }
