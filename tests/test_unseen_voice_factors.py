@@ -78,7 +78,7 @@ def test_the_tempo_report_names_the_tools_groups_with_the_tools_settings():
     that `tools/augment_train.py --groups ...` repeats them."""
     groups = load_tool("augment_train").GROUPS
     for name, entry in json.loads((REPO / "reports" / "tempo_h100.json").read_text())["groups"].items():
-        tempo = {**entry["tempo"], "factor": entry["tempo"].get("factor", [1.0, 1.0])}
+        tempo = entry["tempo"]
         assert name in groups and entry["augment"] == groups[name].get("augment", {})
         assert tempo["probability"] == groups[name]["tempo"]["probability"]
         if tempo["probability"]:

@@ -91,7 +91,8 @@ def main() -> None:
     model_options = build(ModelOptions, section(params, "model"), "model")
     replaced = {"device": args.device, "precision": args.precision, **({"epochs": args.epochs} if args.epochs else {})}
     train_section = {**section(params, "train"), **replaced}
-    device = choose_device(build(TrainOptions, train_section, "train"))
+    params_options = build(TrainOptions, train_section, "train")  # checked once; groups replace only tempo
+    device = choose_device(params_options)
     dev_store = Store(args.features / "dev")
     scored = {split: UtteranceSet(Store(args.features / split)) for split in ALL_SPLITS if split != "train"}
     synth_options = build(synth.SynthOptions, section(params, "data.synth"), "data.synth")
@@ -132,7 +133,7 @@ def main() -> None:
     report = {
         "command": "python tools/augment_train.py "
         + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v and k != "groups"),
-        "train": {**dataclasses.asdict(build(TrainOptions, train_section, "train")), "device": device.type},
+        "train": {**dataclasses.asdict(params_options), "device": device.type},
         "machine": {**hardware_stamp(), **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {})},
         "groups": results,
     }
