@@ -63,7 +63,7 @@ def test_the_readme_quotes_both_reports():
     readme = (REPO / "README.md").read_text()
     for entry in json.loads((REPO / "reports" / "unseen_voice_factors.json").read_text())["factors"].values():
         assert f"| {entry['cer']:.4f} | {entry['of_in_domain']:.2f} |" in readme
-    for report in ("augment_train_h100.json", "tempo_h100.json"):
+    for report in ("augment_train_h100.json", "tempo_h100.json", "tempo_seeds_h100.json"):
         for group, entry in json.loads((REPO / "reports" / report).read_text())["groups"].items():
             cer, ratio, factors = entry["cer"], entry["of_dev"], entry["factors_of_in_domain"]
             quoted = (
@@ -84,3 +84,28 @@ def test_the_tempo_report_names_the_tools_groups_with_the_tools_settings():
         if tempo["probability"]:
             assert tempo["factor"] == groups[name]["tempo"]["factor"]
     assert section(load_params(), "train.tempo") == groups["tempo"]["tempo"]  # the default is the group measured
+
+
+def test_the_readme_quotes_tempos_change_per_seed_from_the_reports():
+    """The claim that tempo's in-domain cost is within a training run's spread rests on these
+    per-seed changes and ranges; each is computed here from the two H100 reports."""
+    groups = load_tool("augment_train").GROUPS
+    runs = {
+        (name, 0): entry
+        for name, entry in json.loads((REPO / "reports" / "tempo_h100.json").read_text())["groups"].items()
+    }
+    for name, entry in json.loads((REPO / "reports" / "tempo_seeds_h100.json").read_text())["groups"].items():
+        group, seed = name.split("/seed")
+        assert entry["seed"] == int(seed) and entry["tempo"] == {**groups["tempo"]["tempo"], **groups[group]["tempo"]}
+        runs[(group, int(seed))] = entry
+    seeds = sorted(seed for group, seed in runs if group == "tempo")
+    assert seeds == [0, 1, 2, 3] and sorted(seed for group, seed in runs if group == "base") == seeds
+    readme = " ".join((REPO / "README.md").read_text().split())
+    for split in ("test", "dev_unseen_voice"):
+        changes = [100 * (runs[("tempo", s)]["cer"][split] / runs[("base", s)]["cer"][split] - 1) for s in seeds]
+        listed = ", ".join(f"{c:+.1f}" for c in changes[:-1]) + f" and {changes[-1]:+.1f} %"
+        assert listed.replace("-", "\u2212") in readme, split
+        assert f"(mean {sum(changes) / len(changes):+.1f} %".replace("-", "\u2212") in readme, split
+    for group in ("base", "tempo"):
+        test = [runs[(group, s)]["cer"]["test"] for s in seeds]
+        assert f"{min(test):.4f} to {max(test):.4f} (`{group}`)" in readme, group

@@ -4,6 +4,8 @@
                                   [--output reports/augment_train_h100.json]
     python tools/augment_train.py --groups base tempo_fast tempo_wide tempo_0.8 tempo tempo_0.65 \
                                   --device cuda --output reports/tempo_h100.json
+    python tools/augment_train.py --groups base tempo --seeds 1 2 3 --device cuda \
+                                  --output reports/tempo_seeds_h100.json
 
 ``tools/augment_ablation.py`` can afford on 2 cores only a fine-tune of the trained model per
 group; whether a condition teaches what the out-of-domain sets test needs the whole training
@@ -15,7 +17,10 @@ trains without tempo changes, as all did before ``train.tempo`` existed), and sc
 greedy CER on the four dev/test sets and on ``tools/unseen_voice_factors.py``'s sets, so
 that each held-out condition's cost can be seen to move or not. A GPU run differs from the
 CPU's in its last digits, so groups are compared with ``base`` trained alike, never with the
-pipeline's model.
+pipeline's model. One run per group cannot tell a condition's effect from the run's own spread
+(initialisation, batch order, augmentation draws all follow ``train.seed``): ``--seeds`` trains
+every group once per seed, seed by seed, so that a cut-short run still holds whole pairs. The
+report is rewritten after every run, so a run stopped by a time limit keeps what it finished.
 """
 
 from __future__ import annotations
@@ -75,12 +80,22 @@ def training_split(params: dict, augment: dict, feature_options: FeatureOptions,
     return Store(folder / "train")
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that repeats this run, lists written as the shell takes them."""
+    words = ["python tools/augment_train.py"]
+    for key, value in vars(args).items():
+        if value:
+            words.append(f"--{key} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    return " ".join(words)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="fp32: faster on an H100")
     parser.add_argument("--epochs", type=int, help="instead of train.epochs (a quick look only)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="train.seed values, one run per group each")
     parser.add_argument("--utterances", type=int, default=240, help="per unseen-voice factor set")
     parser.add_argument(
         "--features", type=Path, default=Path("data/features"), help="base's training split, and the scored splits"
@@ -101,43 +116,55 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         factor_sets, _ = build_factor_sets(synth_options, feature_options, args.utterances, folder / "factors")
-        for group in args.groups:
+        train_stores: dict[str, Store] = {}
+        runs = [(group, seed) for seed in args.seeds or [None] for group in args.groups]
+        for group, seed in runs:
             started = time.perf_counter()
             augment, tempo = GROUPS[group].get("augment", {}), GROUPS[group]["tempo"]
-            train_store = training_split(params, augment, feature_options, args.features, folder / group)
+            if group not in train_stores:
+                train_stores[group] = training_split(params, augment, feature_options, args.features, folder / group)
+            train_store = train_stores[group]
             corpus_seconds = time.perf_counter() - started
             tempo_section = {**train_section.get("tempo", {}), **tempo}
-            train_options = build(TrainOptions, {**train_section, "tempo": tempo_section}, "train")
+            seeded = {**train_section, "tempo": tempo_section, **({"seed": seed} if seed is not None else {})}
+            train_options = build(TrainOptions, seeded, "train")
             config = model_options.config(n_mels=train_store.meta["n_mels"])
-            trainer = run(config, train_options, train_store, dev_store, folder / f"{group}_state")
+            name = group if seed is None else f"{group}/seed{seed}"
+            trainer = run(config, train_options, train_store, dev_store, folder / f"{group}_{seed}_state")
             card = ModelCard.for_training(
                 dev_store.meta, config.normalization, model_options.preset, parameter_count(trainer.model)
             )
-            save_model(trainer, folder / f"{group}.pt", card.as_dict())
-            model = load_model(folder / f"{group}.pt").to(device)
-            cers = {name: round(evaluate(model, data, train_options, device)[1], 4) for name, data in scored.items()}
+            save_model(trainer, folder / f"{group}_{seed}.pt", card.as_dict())
+            model = load_model(folder / f"{group}_{seed}.pt").to(device)
+            cers = {split: round(evaluate(model, data, train_options, device)[1], 4) for split, data in scored.items()}
             factors = {
-                name: round(evaluate(model, data, train_options, device)[1], 4) for name, data in factor_sets.items()
+                factor: round(evaluate(model, data, train_options, device)[1], 4)
+                for factor, data in factor_sets.items()
             }
-            results[group] = {
+            results[name] = {
                 "augment": augment,
                 "tempo": tempo_section,
+                "seed": train_options.seed,
                 "corpus_seconds": round(corpus_seconds, 1),
                 "train_seconds": round(time.perf_counter() - started - corpus_seconds, 1),
                 "cer": cers,
-                "of_dev": {name: round(cer / cers["dev"], 3) for name, cer in cers.items()},
+                "of_dev": {split: round(cer / cers["dev"], 3) for split, cer in cers.items()},
                 "factors": factors,
-                "factors_of_in_domain": {name: round(cer / factors["in_domain"], 3) for name, cer in factors.items()},
+                "factors_of_in_domain": {
+                    factor: round(cer / factors["in_domain"], 3) for factor, cer in factors.items()
+                },
             }
-            print(group, json.dumps(results[group]), flush=True)
-    report = {
-        "command": "python tools/augment_train.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if v and k != "groups"),
-        "train": {**dataclasses.asdict(params_options), "device": device.type},
-        "machine": {**hardware_stamp(), **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {})},
-        "groups": results,
-    }
-    args.output.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            print(name, json.dumps(results[name]), flush=True)
+            report = {
+                "command": command_line(args),
+                "train": {**dataclasses.asdict(params_options), "device": device.type},
+                "machine": {
+                    **hardware_stamp(),
+                    **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {}),
+                },
+                "groups": results,
+            }
+            args.output.write_text(json.dumps(report, indent=1, default=str) + "\n")
     print(f"wrote {args.output}")
 
 
