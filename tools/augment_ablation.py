@@ -26,13 +26,14 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechquant.batching import UtteranceSet
+from speechquant.batching import TempoOptions, UtteranceSet
 from speechquant.corpus import synth
 from speechquant.features import FeatureOptions, build_split
 from speechquant.model import Wav2Letter, load_model
@@ -69,17 +70,30 @@ def synth_params(params: dict, conditions: tuple[str, ...], add_text: bool, hour
     return synth_section
 
 
-def fine_tune(model: Wav2Letter, data: UtteranceSet, options: TrainOptions, steps: int, learning_rate: float) -> None:
-    """``steps`` AdamW steps of CTC, the learning rate on a cosine to zero (as the compress stage's)."""
+def cosine(learning_rate: float, steps: int) -> Callable[[int], float]:
+    """The compress stage's schedule: ``learning_rate`` along a cosine to zero over ``steps``."""
+    return lambda step: learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+def fine_tune(
+    model: Wav2Letter,
+    data: UtteranceSet,
+    options: TrainOptions,
+    steps: int,
+    rate: Callable[[int], float],
+    tempo: TempoOptions | None = None,
+) -> None:
+    """``steps`` AdamW steps of CTC at ``rate(step)``, each batch with the training's SpecAugment
+    (and ``tempo`` where given), on the CPU."""
     torch.manual_seed(options.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=rate(0), weight_decay=0.0)
     endless = (b for epoch in itertools.count() for b in data.batches(options.batch_frames, options.seed, epoch, True))
     cpu = torch.device("cpu")
     model.train()
     for step, positions in enumerate(tqdm(itertools.islice(endless, steps), total=steps, leave=False)):
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
-        batch = data.collate(positions, options.spec_augment, np.random.default_rng([options.seed, step]))
+            group["lr"] = rate(step)
+        batch = data.collate(positions, options.spec_augment, np.random.default_rng([options.seed, step]), tempo)
         with autocast(options, cpu):
             log_probs, lengths = model(batch.features, batch.lengths)
         loss = ctc_loss_sum(log_probs, lengths, batch) / len(positions)
@@ -124,7 +138,8 @@ def main() -> None:
         corpus_seconds = time.perf_counter() - started
         build_split(folder / "corpus", folder / "features", feature_options)
         model = load_model(args.model)
-        fine_tune(model, UtteranceSet(Store(folder / "features")), train_options, args.steps, args.learning_rate)
+        rate = cosine(args.learning_rate, args.steps)
+        fine_tune(model, UtteranceSet(Store(folder / "features")), train_options, args.steps, rate)
         cpu = torch.device("cpu")
         cers = {split: round(evaluate(model, data, train_options, cpu)[1], 4) for split, data in evaluation.items()}
         results[group] = {
