@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -19,6 +21,17 @@ def load_tool(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def trained_model_md5() -> str:
+    """The trained model's md5 as ``dvc.lock`` records it: what a report made from it must name."""
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    return next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt")
+
+
+def readme_words() -> str:
+    """README.md with every run of whitespace made one space, so that quoted prose may wrap anywhere."""
+    return " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
 
 
 def copy_project(destination: Path) -> Path:

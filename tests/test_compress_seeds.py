@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from helpers import REPO, load_tool
+from helpers import REPO, load_tool, readme_words, trained_model_md5
 from speechquant.params import load_params
 
 
@@ -30,7 +30,7 @@ def test_the_readme_quotes_the_800_step_report_of_the_same_trained_model_and_opt
         f"**{int8['dev']:.2%} behind its control on dev and {int8['test']:.2%} on test** "
         f"(`pruned_fp32` {fp32['dev']:.2%} and {fp32['test']:.2%};"
     )
-    assert quoted.replace("%", " %") in " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    assert quoted.replace("%", " %") in readme_words()
 
 
 def test_the_pipelines_seed_repeats_the_pipelines_scores_of_the_same_trained_model():
@@ -38,9 +38,7 @@ def test_the_pipelines_seed_repeats_the_pipelines_scores_of_the_same_trained_mod
     or when the model changes and the report is not run again."""
     tool = load_tool("compress_seeds")
     report = committed_report()
-    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
-    trained = next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt")
-    assert report["model_md5"] == trained
+    assert report["model_md5"] == trained_model_md5()
     seed = yaml.safe_load((REPO / "params.yaml").read_text())["compress"]["seed"]
     compare = json.loads((REPO / "metrics" / "compare.json").read_text())
     own = report["seeds"][str(seed)]

@@ -4,9 +4,7 @@ import csv
 import itertools
 import json
 
-import yaml
-
-from helpers import REPO, load_tool
+from helpers import REPO, load_tool, readme_words, trained_model_md5
 from speechquant.params import load_params, section
 
 SPLITS = ("dev", "test", "dev_unseen_text", "dev_unseen_voice")
@@ -14,10 +12,6 @@ SPLITS = ("dev", "test", "dev_unseen_text", "dev_unseen_voice")
 
 def committed_report() -> dict:
     return json.loads((REPO / "reports" / "train_end_lr.json").read_text())
-
-
-def readme() -> str:
-    return " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
 
 
 def test_the_schedules_are_the_ones_named():
@@ -32,9 +26,7 @@ def test_the_schedules_are_the_ones_named():
 def test_the_report_is_of_the_committed_model_and_the_params_rates():
     """Fails when the model is trained again and the report is not run again on it."""
     report = committed_report()
-    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
-    trained = next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt")
-    assert report["model_md5"] == trained
+    assert report["model_md5"] == trained_model_md5()
     params = load_params()
     schedules = report["schedules"]
     assert schedules["same_rate"]["learning_rate"]["last"] == section(params, "train")["learning_rate"]
@@ -45,7 +37,7 @@ def test_the_readme_table_is_the_report():
     for name, entry in committed_report()["schedules"].items():
         cells = " | ".join(f"{entry['cer'][split]:.4f}" for split in SPLITS)
         change = "" if name == "trained" else f" | {entry['of_trained']['test']:+.1%}".replace("-", "\u2212")
-        assert f"| {cells}{change} |" in readme(), name
+        assert f"| {cells}{change} |" in readme_words(), name
 
 
 def test_the_readme_says_the_rate_never_fell_only_while_the_committed_run_shows_it():
@@ -53,4 +45,4 @@ def test_the_readme_says_the_rate_never_fell_only_while_the_committed_run_shows_
         rates = [float(row["learning_rate"]) for row in csv.DictReader(rows, delimiter="\t")]
     claim = "all ten epochs run at `train.learning_rate`"
     never_fell = len(rates) == 10 and set(rates) == {section(load_params(), "train")["learning_rate"]}
-    assert (claim in readme()) == never_fell
+    assert (claim in readme_words()) == never_fell

@@ -5,7 +5,7 @@ import dataclasses
 import itertools
 import json
 
-from helpers import REPO, load_tool
+from helpers import REPO, load_tool, readme_words
 from speechquant.corpus import synth
 from speechquant.corpus.augment import Augmentation
 from speechquant.params import build, load_params, section
@@ -100,7 +100,7 @@ def test_the_readme_quotes_tempos_change_per_seed_from_the_reports():
         runs[(group, int(seed))] = entry
     seeds = sorted(seed for group, seed in runs if group == "tempo")
     assert seeds == [0, 1, 2, 3] and sorted(seed for group, seed in runs if group == "base") == seeds
-    readme = " ".join((REPO / "README.md").read_text().split())
+    readme = readme_words()
     for split in ("test", "dev_unseen_voice"):
         changes = [100 * (runs[("tempo", s)]["cer"][split] / runs[("base", s)]["cer"][split] - 1) for s in seeds]
         listed = ", ".join(f"{c:+.1f}" for c in changes[:-1]) + f" and {changes[-1]:+.1f} %"

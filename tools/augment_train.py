@@ -112,6 +112,11 @@ def main() -> None:
     scored = {split: UtteranceSet(Store(args.features / split)) for split in ALL_SPLITS if split != "train"}
     synth_options = build(synth.SynthOptions, section(params, "data.synth"), "data.synth")
     feature_options = build(FeatureOptions, section(params, "features"), "features")
+    report = {
+        "command": command_line(args),
+        "train": {**dataclasses.asdict(params_options), "device": device.type},
+        "machine": {**hardware_stamp(), **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {})},
+    }
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -155,16 +160,7 @@ def main() -> None:
                 },
             }
             print(name, json.dumps(results[name]), flush=True)
-            report = {
-                "command": command_line(args),
-                "train": {**dataclasses.asdict(params_options), "device": device.type},
-                "machine": {
-                    **hardware_stamp(),
-                    **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {}),
-                },
-                "groups": results,
-            }
-            args.output.write_text(json.dumps(report, indent=1, default=str) + "\n")
+            args.output.write_text(json.dumps({**report, "groups": results}, indent=1, default=str) + "\n")
     print(f"wrote {args.output}")
 
 
