@@ -1,3 +1,4 @@
+import dataclasses
 import subprocess
 import sys
 
@@ -8,9 +9,11 @@ import torch
 from helpers import REPO, write_feature_store
 from speechquant import model as checkpoint
 from speechquant import train
+from speechquant.batching import UtteranceSet
 from speechquant.errors import UserError
 from speechquant.model import ModelConfig
 from speechquant.modelcard import ModelCard
+from speechquant.params import build
 from speechquant.store import Store, StoreWriter, Utterance
 
 CARD = ModelCard(preset="test", parameters=1, corpus_source="synth")
@@ -88,6 +91,29 @@ def test_a_saved_state_resumes_only_on_the_same_feature_values(data, tmp_path, c
     assert lines == [
         f"starting afresh: {tmp_path / 'state' / 'last.pt'} was saved for different training or dev features"
     ]
+
+
+def test_the_cosine_schedule_falls_from_the_learning_rate_to_zero_and_resumes_on_it():
+    options = train.TrainOptions(epochs=4, learning_rate=2e-3, schedule="cosine")
+    rates = [train.cosine_rate(options, done) for done in (0, 1, 2, 3, 4)]
+    assert rates == pytest.approx([2e-3, 2e-3 * 0.8536, 1e-3, 2e-3 * 0.1464, 0.0], abs=1e-7)
+    with pytest.raises(UserError, match=r"train\.schedule.*plateau.*cosine"):
+        build(train.TrainOptions, {"schedule": "linear"}, "train")
+
+
+def test_cosine_training_ends_near_zero_rate_where_plateau_keeps_its_rate(data, tmp_path, capsys):
+    config = ModelConfig(hidden_channels=16, wide_channels=32)
+    stores = Store(data / "train"), Store(data / "dev")
+    cosine = train.TrainOptions(epochs=2, batch_frames=1000, learning_rate=3e-3, precision="fp32", schedule="cosine")
+    trainer = train.run(config, cosine, *stores, tmp_path / "cosine")
+    steps = len(UtteranceSet(stores[0]).batches(1000, 0, 0, shuffle=True))
+    expected = [train.cosine_rate(cosine, epoch + (steps - 1) / steps) for epoch in (0, 1)]  # each epoch's last step
+    assert [entry["learning_rate"] for entry in trainer.history] == pytest.approx(expected)
+    assert expected[1] < 3e-3 * 0.05
+    resumed = train.run(config, cosine, *stores, tmp_path / "cosine")
+    assert "resuming after epoch 2" in capsys.readouterr().out and resumed.history == trainer.history
+    plateau = train.run(config, dataclasses.replace(cosine, schedule="plateau"), *stores, tmp_path / "plateau")
+    assert plateau.history[0]["learning_rate"] == 3e-3
 
 
 def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):

@@ -6,6 +6,8 @@
                                   --device cuda --output reports/tempo_h100.json
     python tools/augment_train.py --groups base tempo --seeds 1 2 3 --device cuda \
                                   --output reports/tempo_seeds_h100.json
+    python tools/augment_train.py --groups tempo_cosine tempo_cosine_7 --device cpu --precision bf16 \
+                                  --trained models/model.pt --output reports/schedule_cpu.json
 
 ``tools/augment_ablation.py`` can afford on 2 cores only a fine-tune of the trained model per
 group; whether a condition teaches what the out-of-domain sets test needs the whole training
@@ -13,11 +15,13 @@ run, which takes 47 min on 2 cores but under 2 min on one H100. So each group he
 own training split (``data.synth`` with the group's ``augment`` entries replaced; ``base``
 uses ``--features``'s own), trains the train stage's model with the ``train`` params (device,
 precision and the group's ``tempo`` entries replaced; every group but the ``tempo`` ones
-trains without tempo changes, as all did before ``train.tempo`` existed), and scores it by
+trains without tempo changes, as all did before ``train.tempo`` existed; the ``_cosine`` ones
+also replace ``train.schedule`` and, with a suffix, ``train.epochs``), and scores it by
 greedy CER on the four dev/test sets and on ``tools/unseen_voice_factors.py``'s sets, so
 that each held-out condition's cost can be seen to move or not. A GPU run differs from the
 CPU's in its last digits, so groups are compared with ``base`` trained alike, never with the
-pipeline's model. One run per group cannot tell a condition's effect from the run's own spread
+pipeline's model (``--trained`` scores that too, to compare a CPU run in the pipeline's precision
+with it). One run per group cannot tell a condition's effect from the run's own spread
 (initialisation, batch order, augmentation draws all follow ``train.seed``): ``--seeds`` trains
 every group once per seed, seed by seed, so that a cut-short run still holds whole pairs. The
 report is rewritten after every run, so a run stopped by a time limit keeps what it finished.
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -49,7 +54,7 @@ from speechquant.store import Store
 from speechquant.train import TrainOptions, choose_device, evaluate, run, save_model
 
 NO_TEMPO = {"probability": 0.0}
-GROUPS = {  # name: data.synth.augment entries and train.tempo entries that replace the params' own
+GROUPS = {  # name: data.synth.augment, train.tempo and other train entries that replace the params' own
     "base": {"tempo": NO_TEMPO},
     "speed": {"augment": {"speed": {"probability": 0.5, "factor": [0.9, 1.1]}}, "tempo": NO_TEMPO},
     "speed_wide_reverb": {
@@ -64,6 +69,11 @@ GROUPS = {  # name: data.synth.augment entries and train.tempo entries that repl
     "tempo": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}},  # the params' since
     "tempo_0.65": {"tempo": {"probability": 0.65, "factor": [0.6, 1.0]}},
     "tempo_0.8": {"tempo": {"probability": 0.8, "factor": [0.6, 1.0]}},
+    "tempo_cosine": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}, "train": {"schedule": "cosine"}},
+    "tempo_cosine_7": {
+        "tempo": {"probability": 0.5, "factor": [0.6, 1.0]},
+        "train": {"schedule": "cosine", "epochs": 7},  # the budget cut by 30 %
+    },
 }
 
 
@@ -78,6 +88,24 @@ def training_split(params: dict, augment: dict, feature_options: FeatureOptions,
     synth.build_split(options, "train", folder / "audio", workers=os.cpu_count() or 1)
     build_split(folder / "audio", folder / "train", feature_options)
     return Store(folder / "train")
+
+
+def score(
+    model: torch.nn.Module,
+    scored: dict[str, UtteranceSet],
+    factor_sets: dict[str, UtteranceSet],
+    options: TrainOptions,
+    device: torch.device,
+) -> dict[str, dict[str, float]]:
+    """Greedy CER on every dev/test split and unseen-voice factor set, and each as a multiple of its reference."""
+    cers = {split: round(evaluate(model, data, options, device)[1], 4) for split, data in scored.items()}
+    factors = {factor: round(evaluate(model, data, options, device)[1], 4) for factor, data in factor_sets.items()}
+    return {
+        "cer": cers,
+        "of_dev": {split: round(cer / cers["dev"], 3) for split, cer in cers.items()},
+        "factors": factors,
+        "factors_of_in_domain": {factor: round(cer / factors["in_domain"], 3) for factor, cer in factors.items()},
+    }
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -100,6 +128,9 @@ def main() -> None:
     parser.add_argument(
         "--features", type=Path, default=Path("data/features"), help="base's training split, and the scored splits"
     )
+    parser.add_argument(
+        "--trained", type=Path, help="also score this model alike (the pipeline's models/model.pt), as row `trained`"
+    )
     parser.add_argument("--output", type=Path, default=Path("reports/augment_train.json"))
     args = parser.parse_args()
     params = load_params()
@@ -121,6 +152,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         factor_sets, _ = build_factor_sets(synth_options, feature_options, args.utterances, folder / "factors")
+        if args.trained:
+            model = load_model(args.trained).to(device)
+            results["trained"] = {
+                "model": str(args.trained),
+                "model_md5": hashlib.md5(args.trained.read_bytes()).hexdigest(),  # as dvc.lock names it
+                **score(model, scored, factor_sets, params_options, device),
+            }
+            print("trained", json.dumps(results["trained"]), flush=True)
         train_stores: dict[str, Store] = {}
         runs = [(group, seed) for seed in args.seeds or [None] for group in args.groups]
         for group, seed in runs:
@@ -131,7 +170,13 @@ def main() -> None:
             train_store = train_stores[group]
             corpus_seconds = time.perf_counter() - started
             tempo_section = {**train_section.get("tempo", {}), **tempo}
-            seeded = {**train_section, "tempo": tempo_section, **({"seed": seed} if seed is not None else {})}
+            seeded = {
+                **train_section,
+                "tempo": tempo_section,
+                **GROUPS[group].get("train", {}),
+                **({"epochs": args.epochs} if args.epochs else {}),  # a quick look overrides a group's too
+                **({"seed": seed} if seed is not None else {}),
+            }
             train_options = build(TrainOptions, seeded, "train")
             config = model_options.config(n_mels=train_store.meta["n_mels"])
             name = group if seed is None else f"{group}/seed{seed}"
@@ -141,23 +186,15 @@ def main() -> None:
             )
             save_model(trainer, folder / f"{group}_{seed}.pt", card.as_dict())
             model = load_model(folder / f"{group}_{seed}.pt").to(device)
-            cers = {split: round(evaluate(model, data, train_options, device)[1], 4) for split, data in scored.items()}
-            factors = {
-                factor: round(evaluate(model, data, train_options, device)[1], 4)
-                for factor, data in factor_sets.items()
-            }
             results[name] = {
                 "augment": augment,
                 "tempo": tempo_section,
+                "schedule": train_options.schedule,
+                "epochs": train_options.epochs,
                 "seed": train_options.seed,
                 "corpus_seconds": round(corpus_seconds, 1),
                 "train_seconds": round(time.perf_counter() - started - corpus_seconds, 1),
-                "cer": cers,
-                "of_dev": {split: round(cer / cers["dev"], 3) for split, cer in cers.items()},
-                "factors": factors,
-                "factors_of_in_domain": {
-                    factor: round(cer / factors["in_domain"], 3) for factor, cer in factors.items()
-                },
+                **score(model, scored, factor_sets, train_options, device),
             }
             print(name, json.dumps(results[name]), flush=True)
             args.output.write_text(json.dumps({**report, "groups": results}, indent=1, default=str) + "\n")

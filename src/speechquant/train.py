@@ -46,6 +46,7 @@ from speechquant.text import BLANK_ID
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class TrainOptions(Checked):
     grad_clip: float = field(default=5.0, metadata=limits(above=0))
     lr_patience: int = field(default=1, metadata=limits(0))
     lr_factor: float = field(default=0.5, metadata=limits(above=0, high=1))
+    schedule: str = field(default="plateau", metadata=limits(choices=SCHEDULES))
     precision: str = field(default="bf16", metadata=limits(choices=PRECISIONS))
     device: str = field(default="auto", metadata=limits(choices=DEVICES))
     spec_augment: SpecAugmentOptions = field(default_factory=SpecAugmentOptions)
@@ -213,6 +215,18 @@ def evaluate(model: nn.Module, data: UtteranceSet, options: TrainOptions, device
     return loss_sum / max(len(data), 1), error_rate(references, hypotheses)
 
 
+def cosine_rate(options: TrainOptions, epochs_done: float) -> float:
+    """``train.schedule: cosine``: the rate after ``epochs_done`` (fractional) epochs.
+
+    Falls from ``learning_rate`` to zero at the end of the last epoch. Set per step from
+    the position in training alone, so a resumed run takes the same rates as an unbroken
+    one with no scheduler state to save. Why: with ``plateau`` dev loss falls every epoch
+    of the default run, the rate never drops, and the model is left wherever the last
+    steps at full rate put it (README "Where training stops").
+    """
+    return options.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epochs_done / options.epochs))
+
+
 class Trainer:
     """One training run: model, optimizer, scheduler and the state needed to resume it."""
 
@@ -228,8 +242,12 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay
         )
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="min", factor=options.lr_factor, patience=options.lr_patience
+        self.scheduler = (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer, mode="min", factor=options.lr_factor, patience=options.lr_patience
+            )
+            if options.schedule == "plateau"
+            else None
         )
         self.scaler = torch.amp.GradScaler("cuda", enabled=options.precision == "fp16")
         self.history: list[dict[str, Any]] = []
@@ -246,7 +264,7 @@ class Trainer:
             "config": self.config.as_dict(),
             "state_dict": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
             "history": self.history,
             "best": self.best,
             "best_state_dict": self.best_state,
@@ -255,7 +273,8 @@ class Trainer:
     def restore(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["state_dict"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler:
+            self.scheduler.load_state_dict(state["scheduler"])
         self.history = state["history"]
         self.best = state["best"]
         self.best_state = state["best_state_dict"]
@@ -281,7 +300,10 @@ class Trainer:
         progress = tqdm(
             batches, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, disable=not self.distributed.main
         )
-        for positions in progress:
+        for step, positions in enumerate(progress):
+            if options.schedule == "cosine":
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cosine_rate(options, epoch + step / len(batches))
             local, weight = self._local_positions(positions)
             batch = _to(self.train.collate(local, options.spec_augment, augment_rng, options.tempo), device)
             with autocast(options, device):
@@ -303,7 +325,8 @@ class Trainer:
             progress.set_postfix(loss=f"{float(loss.detach()) / max(len(batch.indices), 1):.3f}")
         train_seconds = time.perf_counter() - started
         dev_loss, dev_cer = evaluate(self.model, self.dev, options, device)
-        self.scheduler.step(dev_loss)
+        if self.scheduler:
+            self.scheduler.step(dev_loss)
         totals = self._sum_over_processes([loss_sum, utterances, audio_frames])
         return EpochResult(
             epoch=epoch + 1,
