@@ -93,27 +93,38 @@ def test_a_saved_state_resumes_only_on_the_same_feature_values(data, tmp_path, c
     ]
 
 
-def test_the_cosine_schedule_falls_from_the_learning_rate_to_zero_and_resumes_on_it():
-    options = train.TrainOptions(epochs=4, learning_rate=2e-3, schedule="cosine")
-    rates = [train.cosine_rate(options, done) for done in (0, 1, 2, 3, 4)]
-    assert rates == pytest.approx([2e-3, 2e-3 * 0.8536, 1e-3, 2e-3 * 0.1464, 0.0], abs=1e-7)
-    with pytest.raises(UserError, match=r"train\.schedule.*plateau.*cosine"):
+def test_cosine_falls_to_zero_over_the_run_and_anneal_within_the_last_epoch():
+    cosine = train.TrainOptions(epochs=4, learning_rate=2e-3, schedule="cosine")
+    anneal = dataclasses.replace(cosine, schedule="anneal")
+    done = (0, 1, 2, 3, 3.5, 4)
+    assert [train.scheduled_rate(cosine, d) for d in done] == pytest.approx(
+        [2e-3, 2e-3 * 0.8536, 1e-3, 2e-3 * 0.1464, 2e-3 * 0.0381, 0.0], abs=1e-7
+    )
+    assert [train.scheduled_rate(anneal, d) for d in done] == pytest.approx([2e-3] * 4 + [1e-3, 0.0], abs=1e-7)
+    with pytest.raises(UserError, match=r"train\.schedule.*plateau.*cosine.*anneal"):
         build(train.TrainOptions, {"schedule": "linear"}, "train")
 
 
-def test_cosine_training_ends_near_zero_rate_where_plateau_keeps_its_rate(data, tmp_path, capsys):
+@pytest.mark.parametrize("schedule", ["cosine", "anneal"])
+def test_a_scheduled_run_takes_its_rates_per_step_and_resumes_on_them(data, tmp_path, capsys, schedule):
     config = ModelConfig(hidden_channels=16, wide_channels=32)
     stores = Store(data / "train"), Store(data / "dev")
-    cosine = train.TrainOptions(epochs=2, batch_frames=1000, learning_rate=3e-3, precision="fp32", schedule="cosine")
-    trainer = train.run(config, cosine, *stores, tmp_path / "cosine")
+    options = train.TrainOptions(epochs=2, batch_frames=1000, learning_rate=3e-3, precision="fp32", schedule=schedule)
+    trainer = train.run(config, options, *stores, tmp_path / "state")
     steps = len(UtteranceSet(stores[0]).batches(1000, 0, 0, shuffle=True))
-    expected = [train.cosine_rate(cosine, epoch + (steps - 1) / steps) for epoch in (0, 1)]  # each epoch's last step
+    expected = [train.scheduled_rate(options, e + (steps - 1) / steps) for e in (0, 1)]  # each epoch's last step
     assert [entry["learning_rate"] for entry in trainer.history] == pytest.approx(expected)
-    assert expected[1] < 3e-3 * 0.05
-    resumed = train.run(config, cosine, *stores, tmp_path / "cosine")
+    assert expected[1] < expected[0] / 5  # the rate falls close to zero by the end
+    resumed = train.run(config, options, *stores, tmp_path / "state")
     assert "resuming after epoch 2" in capsys.readouterr().out and resumed.history == trainer.history
-    plateau = train.run(config, dataclasses.replace(cosine, schedule="plateau"), *stores, tmp_path / "plateau")
-    assert plateau.history[0]["learning_rate"] == 3e-3
+
+
+def test_plateau_keeps_its_rate_while_dev_loss_falls(data, tmp_path):
+    config = ModelConfig(hidden_channels=16, wide_channels=32)
+    options = train.TrainOptions(epochs=1, batch_frames=1000, learning_rate=3e-3, precision="fp32")
+    assert options.schedule == "plateau"
+    trainer = train.run(config, options, Store(data / "train"), Store(data / "dev"), tmp_path / "state")
+    assert trainer.history[0]["learning_rate"] == 3e-3
 
 
 def test_a_batch_with_non_finite_loss_is_skipped_and_counted(data, tmp_path):

@@ -6,7 +6,7 @@
                                   --device cuda --output reports/tempo_h100.json
     python tools/augment_train.py --groups base tempo --seeds 1 2 3 --device cuda \
                                   --output reports/tempo_seeds_h100.json
-    python tools/augment_train.py --groups tempo_cosine tempo_cosine_7 --device cpu --precision bf16 \
+    python tools/augment_train.py --groups tempo_cosine tempo_anneal --device cpu --precision bf16 \
                                   --trained models/model.pt --output reports/schedule_cpu.json
 
 ``tools/augment_ablation.py`` can afford on 2 cores only a fine-tune of the trained model per
@@ -15,8 +15,8 @@ run, which takes 47 min on 2 cores but under 2 min on one H100. So each group he
 own training split (``data.synth`` with the group's ``augment`` entries replaced; ``base``
 uses ``--features``'s own), trains the train stage's model with the ``train`` params (device,
 precision and the group's ``tempo`` entries replaced; every group but the ``tempo`` ones
-trains without tempo changes, as all did before ``train.tempo`` existed; the ``_cosine`` ones
-also replace ``train.schedule`` and, with a suffix, ``train.epochs``), and scores it by
+trains without tempo changes, as all did before ``train.tempo`` existed; ``tempo_cosine`` and
+``tempo_anneal`` also replace ``train.schedule``), and scores it by
 greedy CER on the four dev/test sets and on ``tools/unseen_voice_factors.py``'s sets, so
 that each held-out condition's cost can be seen to move or not. A GPU run differs from the
 CPU's in its last digits, so groups are compared with ``base`` trained alike, never with the
@@ -70,10 +70,7 @@ GROUPS = {  # name: data.synth.augment, train.tempo and other train entries that
     "tempo_0.65": {"tempo": {"probability": 0.65, "factor": [0.6, 1.0]}},
     "tempo_0.8": {"tempo": {"probability": 0.8, "factor": [0.6, 1.0]}},
     "tempo_cosine": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}, "train": {"schedule": "cosine"}},
-    "tempo_cosine_7": {
-        "tempo": {"probability": 0.5, "factor": [0.6, 1.0]},
-        "train": {"schedule": "cosine", "epochs": 7},  # the budget cut by 30 %
-    },
+    "tempo_anneal": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}, "train": {"schedule": "anneal"}},
 }
 
 

@@ -46,7 +46,7 @@ from speechquant.text import BLANK_ID
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-SCHEDULES = ("plateau", "cosine")
+SCHEDULES = ("plateau", "cosine", "anneal")
 
 
 @dataclass(frozen=True)
@@ -215,16 +215,20 @@ def evaluate(model: nn.Module, data: UtteranceSet, options: TrainOptions, device
     return loss_sum / max(len(data), 1), error_rate(references, hypotheses)
 
 
-def cosine_rate(options: TrainOptions, epochs_done: float) -> float:
-    """``train.schedule: cosine``: the rate after ``epochs_done`` (fractional) epochs.
+def scheduled_rate(options: TrainOptions, epochs_done: float) -> float:
+    """The rate after ``epochs_done`` (fractional) epochs under ``train.schedule`` ``cosine`` or ``anneal``.
 
-    Falls from ``learning_rate`` to zero at the end of the last epoch. Set per step from
-    the position in training alone, so a resumed run takes the same rates as an unbroken
-    one with no scheduler state to save. Why: with ``plateau`` dev loss falls every epoch
-    of the default run, the rate never drops, and the model is left wherever the last
-    steps at full rate put it (README "Where training stops").
+    ``cosine`` falls from ``learning_rate`` to zero along a cosine over the whole run;
+    ``anneal`` holds ``learning_rate`` and takes the same cosine to zero within the last
+    epoch only. Why both: with ``plateau`` dev loss falls every epoch of the default run,
+    the rate never drops, and the model is left wherever the last steps at full rate put
+    it (README "Where training stops"); a cosine lowers the rate early, an anneal keeps
+    the full-rate progress. Set per step from the position in training alone, so a
+    resumed run takes the same rates as an unbroken one with no scheduler state to save.
     """
-    return options.learning_rate * 0.5 * (1.0 + math.cos(math.pi * epochs_done / options.epochs))
+    start = options.epochs - 1.0 if options.schedule == "anneal" else 0.0
+    progress = max(epochs_done - start, 0.0) / (options.epochs - start)
+    return options.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -301,9 +305,9 @@ class Trainer:
             batches, desc=f"epoch {epoch + 1}/{options.epochs}", leave=False, disable=not self.distributed.main
         )
         for step, positions in enumerate(progress):
-            if options.schedule == "cosine":
+            if not self.scheduler:
                 for group in self.optimizer.param_groups:
-                    group["lr"] = cosine_rate(options, epoch + step / len(batches))
+                    group["lr"] = scheduled_rate(options, epoch + step / len(batches))
             local, weight = self._local_positions(positions)
             batch = _to(self.train.collate(local, options.spec_augment, augment_rng, options.tempo), device)
             with autocast(options, device):
