@@ -1,4 +1,5 @@
-"""tools/train_end_lr.py: the README's account of where training stops is the committed run's and the report's."""
+"""tools/train_end_lr.py and train.schedule: the README's account of where training stops is the committed
+run's and the reports'."""
 
 import csv
 import itertools
@@ -46,3 +47,44 @@ def test_the_readme_says_the_rate_never_fell_only_while_the_committed_run_shows_
     claim = "all ten epochs run at `train.learning_rate`"
     never_fell = len(rates) == 10 and set(rates) == {section(load_params(), "train")["learning_rate"]}
     assert (claim in readme_words()) == never_fell
+
+
+def schedule_report() -> dict:
+    return json.loads((REPO / "reports" / "schedule_cpu.json").read_text())
+
+
+def test_the_schedule_report_is_of_the_committed_model_and_the_tools_groups():
+    """Fails when the model is trained again and the report is not run again on it."""
+    groups, tool_groups = schedule_report()["groups"], load_tool("augment_train").GROUPS
+    assert groups["trained"]["model_md5"] == trained_model_md5()
+    for name in ("tempo_cosine", "tempo_anneal"):
+        assert groups[name]["schedule"] == tool_groups[name]["train"]["schedule"] == name.removeprefix("tempo_")
+        assert groups[name]["tempo"] == tool_groups[name]["tempo"] == section(load_params(), "train.tempo")
+
+
+def test_anneal_is_the_committed_run_until_its_last_epoch():
+    """The README reads anneal's row as the pipeline's run ended another way, not as a second run."""
+    with (REPO / "dvclive" / "plots" / "metrics" / "dev" / "cer.tsv").open() as rows:
+        committed = [round(float(row["cer"]), 4) for row in csv.DictReader(rows, delimiter="\t")]
+    anneal = schedule_report()["groups"]["tempo_anneal"]["dev_cer_per_epoch"]
+    assert anneal[:9] == committed[:9] and anneal[9] != committed[9]
+
+
+def test_the_readme_schedule_table_and_ratios_are_the_report():
+    groups, readme = schedule_report()["groups"], readme_words()
+    plateau = groups["trained"]["cer"]
+    rows = {"plateau (the pipeline's model)": "trained", "cosine": "tempo_cosine", "anneal": "tempo_anneal"}
+    for label, name in rows.items():
+        cer = groups[name]["cer"]
+        cells = " | ".join(f"{cer[split]:.4f}" for split in SPLITS)
+        changes = (
+            ""
+            if name == "trained"
+            else " | ".join(f"{cer[split] / plateau[split] - 1:+.1%}" for split in ("test", "dev_unseen_voice"))
+        )
+        assert f"| {label} | {cells} | {changes} |".replace("-", "\u2212").replace("  ", " ") in readme, name
+    for split, words in (("dev_unseen_voice", "unseen voice"), ("dev_unseen_text", "unseen text")):
+        before, after = (
+            groups[name]["cer"][split] / groups[name]["cer"]["dev"] for name in ("trained", "tempo_anneal")
+        )
+        assert f"{words} / dev {before:.2f} \u2192 {after:.2f}x" in readme, split

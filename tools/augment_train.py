@@ -191,6 +191,7 @@ def main() -> None:
                 "seed": train_options.seed,
                 "corpus_seconds": round(corpus_seconds, 1),
                 "train_seconds": round(time.perf_counter() - started - corpus_seconds, 1),
+                "dev_cer_per_epoch": [round(entry["dev_cer"], 4) for entry in trainer.history],
                 **score(model, scored, factor_sets, train_options, device),
             }
             print(name, json.dumps(results[name]), flush=True)
