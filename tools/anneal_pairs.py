@@ -70,7 +70,7 @@ def main() -> None:
     synth_options = build(synth.SynthOptions, section(params, "data.synth"), "data.synth")
     feature_options = build(FeatureOptions, section(params, "features"), "features")
     report = {
-        "command": command_line(args).replace("augment_train", "anneal_pairs"),
+        "command": command_line(args, "tools/anneal_pairs.py"),
         "train": {**dataclasses.asdict(plateau), "device": device.type},
         "machine": {**hardware_stamp(), **({"gpu": torch.cuda.get_device_name()} if device.type == "cuda" else {})},
         "seeds": {},

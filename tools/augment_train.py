@@ -105,9 +105,9 @@ def score(
     }
 
 
-def command_line(args: argparse.Namespace) -> str:
-    """The command that repeats this run, lists written as the shell takes them."""
-    words = ["python tools/augment_train.py"]
+def command_line(args: argparse.Namespace, script: str = "tools/augment_train.py") -> str:
+    """The command that repeats a run of ``script``, lists written as the shell takes them."""
+    words = [f"python {script}"]
     for key, value in vars(args).items():
         if value:
             words.append(f"--{key} " + (" ".join(map(str, value)) if isinstance(value, list) else str(value)))
