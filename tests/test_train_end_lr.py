@@ -88,3 +88,18 @@ def test_the_readme_schedule_table_and_ratios_are_the_report():
             groups[name]["cer"][split] / groups[name]["cer"]["dev"] for name in ("trained", "tempo_anneal")
         )
         assert f"{words} / dev {before:.2f} \u2192 {after:.2f}x" in readme, split
+
+
+def test_the_readme_quotes_the_second_seeds_pair_from_its_report():
+    """Each change is computed here from the pair's CERs; a seed whose rate fell would not be a pair."""
+    entry = json.loads((REPO / "reports" / "anneal_pairs_cpu.json").read_text())["seeds"]["1"]
+    plateau, anneal = entry["plateau"]["cer"], entry["anneal"]["cer"]
+    assert entry["rate_fell"] is False
+
+    def change(split: str) -> str:
+        return f"{100 * (anneal[split] / plateau[split] - 1):+.1f} %".replace("-", "\u2212")
+
+    readme = readme_words()
+    assert f"test {plateau['test']:.4f} \u2192 {anneal['test']:.4f} ({change('test')})" in readme
+    for words, split in (("dev", "dev"), ("unseen text", "dev_unseen_text"), ("unseen voice", "dev_unseen_voice")):
+        assert f"{words} {change(split)}" in readme, split
