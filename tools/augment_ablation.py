@@ -22,7 +22,6 @@ import copy
 import hashlib
 import itertools
 import json
-import math
 import os
 import shutil
 import time
@@ -40,7 +39,7 @@ from speechquant.model import Wav2Letter, load_model
 from speechquant.params import build, load_params, section
 from speechquant.splits import ALL_SPLITS
 from speechquant.store import Store
-from speechquant.train import TrainOptions, autocast, ctc_loss_sum, evaluate
+from speechquant.train import TrainOptions, autocast, cosine_rate, ctc_loss_sum, evaluate
 
 ON_PROBABILITY = {"reverb": 0.3, "channel": 0.2, "speed": 0.5, "level": 0.5, "babble": 0.2}
 ADDED_TEXT = "sotu"  # the text group: this sentence list spoken besides the params' own
@@ -72,7 +71,7 @@ def synth_params(params: dict, conditions: tuple[str, ...], add_text: bool, hour
 
 def cosine(learning_rate: float, steps: int) -> Callable[[int], float]:
     """The compress stage's schedule: ``learning_rate`` along a cosine to zero over ``steps``."""
-    return lambda step: learning_rate * 0.5 * (1 + math.cos(math.pi * step / steps))
+    return lambda step: cosine_rate(learning_rate, step / steps)
 
 
 def fine_tune(

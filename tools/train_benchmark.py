@@ -21,7 +21,7 @@ import torch
 from speechquant.batching import UtteranceSet
 from speechquant.model import PRESETS, Wav2Letter
 from speechquant.store import Store
-from speechquant.train import TrainOptions, _to, autocast, ctc_loss_sum
+from speechquant.train import TrainOptions, autocast, ctc_loss_sum, to_device
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     device = torch.device(args.device)
     data = UtteranceSet(Store(args.features))
     positions = data.batches(args.batch_frames, seed=0, epoch=0, shuffle=True)[: args.batches]
-    batches = [_to(data.collate(p), device) for p in positions]
+    batches = [to_device(data.collate(p), device) for p in positions]
     audio_seconds = sum(float(b.lengths.sum()) for b in batches) * data.store.meta["hop_ms"] / 1000
     runs = {}
     for preset in ("default", "paper"):

@@ -51,7 +51,15 @@ from speechquant.errors import UserError
 from speechquant.export import fold_batch_norm
 from speechquant.model import ModelConfig, Wav2Letter, parameter_count
 from speechquant.params import Checked, limits
-from speechquant.train import TrainOptions, _to, autocast, choose_device, ctc_loss_sum, evaluate
+from speechquant.train import (
+    TrainOptions,
+    autocast,
+    choose_device,
+    cosine_rate,
+    ctc_loss_sum,
+    evaluate,
+    to_device,
+)
 
 # Channel importance, each times the norm of the next layer's weights on the channel:
 # "activation": the channel's RMS output over STATISTICS_BATCHES training batches; "magnitude": its filter's norm.
@@ -301,8 +309,8 @@ def fine_tune(
     weight = options.distill_weight
     steps = itertools.islice(endless, options.steps)
     for step, positions in enumerate(tqdm(steps, total=options.steps, desc="fine-tune", leave=False)):
-        learning_rate = options.learning_rate * 0.5 * (1 + math.cos(math.pi * step / options.steps))
-        batch = _to(train.collate(positions), device)
+        learning_rate = cosine_rate(options.learning_rate, step / options.steps)
+        batch = to_device(train.collate(positions), device)
         with torch.no_grad(), autocast(settings, device):
             target, _ = teacher(batch.features, batch.lengths)
         for name, student in students.items():

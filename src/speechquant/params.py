@@ -98,7 +98,8 @@ def build(cls: type[Options], values: Any, prefix: str) -> Options:
     try:
         return cls(**converted)
     except (TypeError, ValueError) as error:
-        raise UserError(f"params.yaml: {prefix}: {error}") from None
+        message = str(error)  # a rule that already names its full key is not prefixed twice
+        raise UserError(f"params.yaml: {message if message.startswith(prefix) else f'{prefix}: {message}'}") from None
 
 
 def _required(field: dataclasses.Field) -> bool:

@@ -187,7 +187,8 @@ def ctc_loss_sum(log_probs: torch.Tensor, lengths: torch.Tensor, batch: Batch) -
     )
 
 
-def _to(batch: Batch, device: torch.device) -> Batch:
+def to_device(batch: Batch, device: torch.device) -> Batch:
+    """The batch's tensors on ``device``; the utterance indices stay on the host for scoring."""
     return Batch(
         batch.features.to(device),
         batch.lengths.to(device),
@@ -204,7 +205,7 @@ def evaluate(model: nn.Module, data: UtteranceSet, options: TrainOptions, device
     loss_sum = 0.0
     references, hypotheses = [], []
     for positions in data.batches(options.batch_frames, options.seed, epoch=0, shuffle=False):
-        batch = _to(data.collate(positions), device)
+        batch = to_device(data.collate(positions), device)
         with autocast(options, device):
             log_probs, lengths = model(batch.features, batch.lengths)
         loss_sum += float(ctc_loss_sum(log_probs, lengths, batch))
@@ -227,8 +228,12 @@ def scheduled_rate(options: TrainOptions, epochs_done: float) -> float:
     resumed run takes the same rates as an unbroken one with no scheduler state to save.
     """
     start = options.epochs - 1.0 if options.schedule == "anneal" else 0.0
-    progress = max(epochs_done - start, 0.0) / (options.epochs - start)
-    return options.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return cosine_rate(options.learning_rate, max(epochs_done - start, 0.0) / (options.epochs - start))
+
+
+def cosine_rate(learning_rate: float, progress: float) -> float:
+    """``learning_rate`` at ``progress`` (0 to 1) along a cosine to zero: training's and compress's one decay."""
+    return learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -309,7 +314,7 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = scheduled_rate(options, epoch + step / len(batches))
             local, weight = self._local_positions(positions)
-            batch = _to(self.train.collate(local, options.spec_augment, augment_rng, options.tempo), device)
+            batch = to_device(self.train.collate(local, options.spec_augment, augment_rng, options.tempo), device)
             with autocast(options, device):
                 log_probs, lengths = self.wrapped(batch.features, batch.lengths)
             loss = ctc_loss_sum(log_probs, lengths, batch) * weight
