@@ -2,7 +2,10 @@
 
 import dataclasses
 
+import torch
+
 from helpers import load_tool, write_feature_store
+from speechquant.audio import FeatureOptions
 from speechquant.model import ModelConfig
 from speechquant.store import Store
 from speechquant.train import TrainOptions, fingerprint, run
@@ -15,6 +18,7 @@ def test_a_branched_state_resumes_under_either_schedule_and_only_the_last_epoch_
     write_feature_store(tmp_path / "dev", 10, seed=1)
     stores = Store(tmp_path / "train"), Store(tmp_path / "dev")
     config = ModelConfig(hidden_channels=16, wide_channels=32)
+    cpu = torch.device("cpu")
     plateau = TrainOptions(epochs=3, batch_frames=1000, learning_rate=3e-3, precision="fp32")
     shared = run(config, dataclasses.replace(plateau, epochs=2), *stores, tmp_path / "shared")
     ends = {}
@@ -27,3 +31,7 @@ def test_a_branched_state_resumes_under_either_schedule_and_only_the_last_epoch_
     assert ends["plateau"].history[2]["learning_rate"] == 3e-3
     assert ends["anneal"].history[2]["learning_rate"] < 3e-3 / 5
     assert ends["plateau"].history[2]["train_loss"] != ends["anneal"].history[2]["train_loss"]
+    for schedule, ended in ends.items():  # what each end scores is its best epoch, as the stage would save it
+        meta = {**dataclasses.asdict(FeatureOptions()), **stores[1].meta}  # the test store's meta names no features
+        model = load_tool("augment_train").best_model(ended, meta, "default", tmp_path / f"{schedule}.pt", cpu)
+        assert all(torch.equal(model.state_dict()[name], ended.best_state[name]) for name in ended.best_state)

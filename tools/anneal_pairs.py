@@ -12,7 +12,7 @@ state after them is resumed twice through ``train.run``: once with ``plateau`` f
 epoch, once with ``anneal`` (the state's fingerprint is rewritten for the anneal params, which
 differ in ``schedule`` alone). A resumed epoch draws the same batches and augmentations as an
 unbroken one. Each pair is scored like ``tools/augment_train.py``'s groups: greedy CER on the
-dev/test splits and the unseen-voice factor sets. A seed whose rate fell before the last epoch
+dev/test splits and the unseen-voice factor sets. A seed whose rate had fallen by the end of the shared epochs
 is reported as such (``rate_fell``): there ``anneal`` from scratch would not be this branch.
 About 11 epochs of training a seed (45 min on 2 cores, 2 min on an H100).
 """
@@ -28,19 +28,18 @@ import time
 from pathlib import Path
 
 import torch
-from augment_train import command_line, score
+from augment_train import best_model, command_line, score
 from unseen_voice_factors import build_factor_sets
 
 from speechquant.batching import UtteranceSet
 from speechquant.corpus import synth
 from speechquant.features import FeatureOptions
 from speechquant.hardware import hardware_stamp
-from speechquant.model import ModelOptions, load_checkpoint, load_model, parameter_count, save_checkpoint
-from speechquant.modelcard import ModelCard
+from speechquant.model import ModelOptions, load_checkpoint, save_checkpoint
 from speechquant.params import build, load_params, section
 from speechquant.splits import ALL_SPLITS
 from speechquant.store import Store
-from speechquant.train import TrainOptions, choose_device, fingerprint, run, save_model
+from speechquant.train import TrainOptions, choose_device, fingerprint, run
 
 
 def branch_state(source: Path, destination: Path, key: dict[str, str]) -> None:
@@ -95,14 +94,11 @@ def main() -> None:
                 branch_state(folder / f"{seed}_shared", state, fingerprint(options, config, [train_store, dev_store]))
                 branch_started = time.perf_counter()
                 ended = run(config, options, train_store, dev_store, state)
-                card = ModelCard.for_training(
-                    dev_store.meta, config.normalization, model_options.preset, parameter_count(ended.model)
-                )
-                save_model(ended, state / "model.pt", card.as_dict())  # the best epoch's weights, as the stage saves
+                model = best_model(ended, dev_store.meta, model_options.preset, state / "model.pt", device)
                 entry[schedule] = {
                     "last_epoch_seconds": round(time.perf_counter() - branch_started, 1),
                     "last_epoch_dev_cer": round(ended.history[-1]["dev_cer"], 4),
-                    **score(load_model(state / "model.pt").to(device), scored, factor_sets, options, device),
+                    **score(model, scored, factor_sets, options, device),
                 }
             entry["anneal_vs_plateau"] = {
                 split: round(entry["anneal"]["cer"][split] / entry["plateau"]["cer"][split] - 1, 4)

@@ -51,7 +51,7 @@ from speechquant.modelcard import ModelCard
 from speechquant.params import build, load_params, section
 from speechquant.splits import ALL_SPLITS
 from speechquant.store import Store
-from speechquant.train import TrainOptions, choose_device, evaluate, run, save_model
+from speechquant.train import Trainer, TrainOptions, choose_device, evaluate, run, save_model
 
 NO_TEMPO = {"probability": 0.0}
 GROUPS = {  # name: data.synth.augment, train.tempo and other train entries that replace the params' own
@@ -103,6 +103,14 @@ def score(
         "factors": factors,
         "factors_of_in_domain": {factor: round(cer / factors["in_domain"], 3) for factor, cer in factors.items()},
     }
+
+
+def best_model(trainer: Trainer, meta: dict, preset: str, path: Path, device: torch.device) -> torch.nn.Module:
+    """The run's best epoch saved at ``path`` as the train stage saves it, and loaded back from there:
+    what is scored is what a user of the stage's output would load."""
+    card = ModelCard.for_training(meta, trainer.config.normalization, preset, parameter_count(trainer.model))
+    save_model(trainer, path, card.as_dict())
+    return load_model(path).to(device)
 
 
 def command_line(args: argparse.Namespace, script: str = "tools/augment_train.py") -> str:
@@ -178,11 +186,7 @@ def main() -> None:
             config = model_options.config(n_mels=train_store.meta["n_mels"])
             name = group if seed is None else f"{group}/seed{seed}"
             trainer = run(config, train_options, train_store, dev_store, folder / f"{group}_{seed}_state")
-            card = ModelCard.for_training(
-                dev_store.meta, config.normalization, model_options.preset, parameter_count(trainer.model)
-            )
-            save_model(trainer, folder / f"{group}_{seed}.pt", card.as_dict())
-            model = load_model(folder / f"{group}_{seed}.pt").to(device)
+            model = best_model(trainer, dev_store.meta, model_options.preset, folder / f"{group}_{seed}.pt", device)
             results[name] = {
                 "augment": augment,
                 "tempo": tempo_section,
