@@ -1,6 +1,8 @@
 """tools/compress_seeds.py: its report is the pipeline's own run for the pipeline's seed, and the README shows it."""
 
+import dataclasses
 import json
+from hashlib import md5
 
 import pytest
 import yaml
@@ -120,3 +122,35 @@ def test_added_seeds_are_written_to_the_report_as_well_as_the_readme(tmp_path, m
     tool.main()
     assert list(json.loads(output.read_text())["seeds"]) == ["0", "1"]
     assert "| 1 |" in readme.read_text()
+
+
+def test_the_pipelines_seed_is_read_from_its_scores_only_where_dvc_lock_records_this_model_and_those_scores(tmp_path):
+    """Reusing the compare stage's scores saves 24 minutes a report; stale scores or another model must
+    instead be measured again."""
+    tool = load_tool("compress_seeds")
+    options = tool.compress_options(load_params(), None)
+    checkpoint, compare, lock = tmp_path / "model.pt", tmp_path / "compare.json", tmp_path / "dvc.lock"
+    checkpoint.write_bytes(b"trained")
+    gap = {"relative_difference": 0.01, "relative_ci95_low": -0.01, "relative_ci95_high": 0.03}
+    scores = {tool.CONTROL: {split: {"cer": 0.1} for split in tool.SPLITS}}
+    scores |= {
+        name: {split: {"cer": 0.11, f"vs_{tool.CONTROL}": gap} for split in tool.SPLITS} for name in tool.COMPRESSED
+    }
+    compare.write_text(json.dumps(scores))
+
+    def write_lock(model: bytes, scores_file: bytes) -> None:
+        outs = {"train": ("models/model.pt", model), "compare": ("metrics/compare.json", scores_file)}
+        stages = {
+            stage: {"outs": [{"path": path, "md5": md5(data).hexdigest()}]} for stage, (path, data) in outs.items()
+        }
+        lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+    write_lock(b"trained", compare.read_bytes())
+    run = tool.pipeline_run(options, checkpoint, lock, compare)
+    assert run["pruned_int8"]["test"] == {"cer": 0.11, "vs_control": gap}
+    assert run[tool.CONTROL]["dev"] == {"cer": 0.1}
+    assert tool.pipeline_run(dataclasses.replace(options, seed=options.seed + 1), checkpoint, lock, compare) is None
+    write_lock(b"another model", compare.read_bytes())
+    assert tool.pipeline_run(options, checkpoint, lock, compare) is None
+    write_lock(b"trained", b"scores before the last change")
+    assert tool.pipeline_run(options, checkpoint, lock, compare) is None
