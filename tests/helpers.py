@@ -29,6 +29,12 @@ def trained_model_md5() -> str:
     return next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt")
 
 
+PLATEAU_MODEL_MD5 = "c4b47ea4c4c10ec5ef36addbc4bebe6e"
+"""The last model trained with ``train.schedule: plateau`` (dvc.lock up to commit 98cc224). The reports that
+show why ``anneal`` became the default are of it, and the README says so: ``train_end_lr.json``,
+``schedule_cpu.json`` (row ``trained``), ``compress_seeds_800.json``."""
+
+
 def readme_words() -> str:
     """README.md with every run of whitespace made one space, so that quoted prose may wrap anywhere."""
     return " ".join((REPO / "README.md").read_text(encoding="utf-8").split())

@@ -7,7 +7,7 @@ from hashlib import md5
 import pytest
 import yaml
 
-from helpers import REPO, load_tool, readme_words, trained_model_md5
+from helpers import PLATEAU_MODEL_MD5, REPO, load_tool, readme_words, trained_model_md5
 from speechquant.params import load_params
 
 
@@ -20,10 +20,11 @@ def test_the_readme_table_is_what_the_committed_report_renders():
     assert block in (REPO / "README.md").read_text(encoding="utf-8")
 
 
-def test_the_readme_quotes_the_800_step_report_of_the_same_trained_model_and_options_but_steps():
+def test_the_readme_quotes_the_800_step_report_of_the_plateau_model_with_the_options_but_steps():
+    """800 steps were measured on the last model trained with ``plateau``; the README must say so."""
     fewer = json.loads((REPO / "reports" / "compress_seeds_800.json").read_text())
     report = committed_report()
-    assert fewer["model_md5"] == report["model_md5"] and fewer["machine"]["cpu"] == report["machine"]["cpu"]
+    assert fewer["model_md5"] == PLATEAU_MODEL_MD5 and fewer["machine"]["cpu"] == report["machine"]["cpu"]
     assert {**fewer["options"], "steps": report["options"]["steps"]} == report["options"]
     assert fewer["options"]["steps"] == 800 and sorted(fewer["seeds"]) == ["0", "1", "2"]
     gaps = fewer["mean_gaps"]
@@ -154,3 +155,16 @@ def test_the_pipelines_seed_is_read_from_its_scores_only_where_dvc_lock_records_
     assert tool.pipeline_run(options, checkpoint, lock, compare) is None
     write_lock(b"trained", b"scores before the last change")
     assert tool.pipeline_run(options, checkpoint, lock, compare) is None
+
+
+def test_where_it_stands_quotes_the_committed_runs_compressed_model():
+    """The README's headline figures for `pruned_int8` are the metrics files', not typed by hand."""
+    summary = json.loads((REPO / "metrics" / "summary.json").read_text())["pruned_int8"]
+    compare = json.loads((REPO / "metrics" / "compare.json").read_text())["pruned_int8"]
+    readme = readme_words()
+    assert f"**{summary['x_smaller']:.2f}x smaller**" in readme and f"**{summary['x_faster']:.2f}x faster**" in readme
+    for split in ("dev", "test"):
+        versus = compare[split]["vs_fp32_finetuned"]
+        low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
+        quoted = f"**{versus['relative_difference']:+.2%} [{100 * low:+.2f}, {100 * high:+.2f}] on {split}"
+        assert quoted.replace("%", " %").replace("-", "\u2212") in readme, split
