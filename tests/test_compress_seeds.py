@@ -168,3 +168,12 @@ def test_where_it_stands_quotes_the_committed_runs_compressed_model():
         low, high = versus["relative_ci95_low"], versus["relative_ci95_high"]
         quoted = f"**{versus['relative_difference']:+.2%} [{100 * low:+.2f}, {100 * high:+.2f}] on {split}"
         assert quoted.replace("%", " %").replace("-", "\u2212") in readme, split
+
+
+def test_the_readme_quotes_the_seeds_mean_gaps_from_the_committed_report():
+    report = committed_report()
+    int8, fp32 = report["mean_gaps"]["pruned_int8"], report["mean_gaps"]["pruned_fp32"]
+    readme = readme_words()
+    quoted = f"is on average **{int8['dev']:.2%} behind its control on dev and {int8['test']:.2%} on test**"
+    assert quoted.replace("%", " %") in readme
+    assert f"`pruned_fp32` is {fp32['dev']:.2%} and {fp32['test']:.2%} behind".replace("%", " %") in readme
