@@ -69,14 +69,14 @@ def scored(store: Store, model: Path, decoder: Decoder, options: EvalOptions) ->
 
 def pipeline_run(
     options: CompressOptions,
-    checkpoint: Path,
+    model_md5: str,
     lock: Path = Path("dvc.lock"),
     compare: Path = Path("metrics/compare.json"),
 ) -> dict[str, Any] | None:
     """The compare stage's scores of this seed's three models, or None where they are not this run's.
 
     They are this run's when ``options`` are the pipeline's (seed included) and ``dvc.lock``
-    names both the trained model at ``checkpoint`` and ``compare`` as they are on disk: then
+    names both the trained model (``model_md5``, the run's provenance) and ``compare`` as it is on disk: then
     the compress, quantize, evaluate and compare stages already made and scored exactly what
     ``measure`` would.
     """
@@ -87,8 +87,9 @@ def pipeline_run(
         for stage in yaml.safe_load(lock.read_text())["stages"].values()
         for out in stage.get("outs", [])
     }
-    recorded = {"models/model.pt": checkpoint, "metrics/compare.json": compare}
-    if any(outs.get(name) != hashlib.md5(path.read_bytes()).hexdigest() for name, path in recorded.items()):
+    if outs.get("models/model.pt") != model_md5:
+        return None
+    if outs.get("metrics/compare.json") != hashlib.md5(compare.read_bytes()).hexdigest():
         return None
     scores = json.loads(compare.read_text())
     run: dict[str, Any] = {name: {} for name in (CONTROL, *COMPRESSED)}
@@ -197,7 +198,7 @@ def measure(args: argparse.Namespace, options: CompressOptions, stamp: dict[str,
     reused = []
     for seed in args.seeds:
         seeded = dataclasses.replace(options, seed=seed)
-        run = pipeline_run(seeded, args.checkpoint)
+        run = pipeline_run(seeded, stamp["model_md5"])
         if run is not None:
             print(f"seed {seed}: the pipeline's run, read from metrics/compare.json", flush=True)
             seeds[str(seed)], reused = run, [*reused, seed]
