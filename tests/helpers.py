@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import yaml
+from speechquant.lock import locked_outputs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,8 +25,7 @@ def load_tool(name: str) -> ModuleType:
 
 def trained_model_md5() -> str:
     """The trained model's md5 as ``dvc.lock`` records it: what a report made from it must name."""
-    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
-    return next(out["md5"] for out in lock["stages"]["train"]["outs"] if out["path"] == "models/model.pt")
+    return locked_outputs(REPO / "dvc.lock")["models/model.pt"]
 
 
 PLATEAU_MODEL_MD5 = "c4b47ea4c4c10ec5ef36addbc4bebe6e"

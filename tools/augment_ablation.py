@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import itertools
 import json
 import os
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from speechquant.batching import TempoOptions, UtteranceSet
 from speechquant.corpus import synth
 from speechquant.features import FeatureOptions, build_split
+from speechquant.lock import file_md5
 from speechquant.model import Wav2Letter, load_model
 from speechquant.params import build, load_params, section
 from speechquant.splits import ALL_SPLITS
@@ -124,7 +124,7 @@ def main() -> None:
         "steps": args.steps,
         "learning_rate": args.learning_rate,
         "from": str(args.model),
-        "model_md5": hashlib.md5(args.model.read_bytes()).hexdigest(),  # as dvc.lock names it; a retrain starts afresh
+        "model_md5": file_md5(args.model),  # a retrain starts afresh
     }
     saved = json.loads(args.output.read_text()) if args.output.exists() else {}
     results = saved.get("groups", {}) if saved.get("budget") == budget else {}

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -46,6 +45,7 @@ from speechquant.batching import UtteranceSet
 from speechquant.corpus import synth
 from speechquant.features import FeatureOptions, build_split
 from speechquant.hardware import hardware_stamp
+from speechquant.lock import file_md5
 from speechquant.model import ModelOptions, load_model, parameter_count
 from speechquant.modelcard import ModelCard
 from speechquant.params import build, load_params, section
@@ -161,7 +161,7 @@ def main() -> None:
             model = load_model(args.trained).to(device)
             results["trained"] = {
                 "model": str(args.trained),
-                "model_md5": hashlib.md5(args.trained.read_bytes()).hexdigest(),  # as dvc.lock names it
+                "model_md5": file_md5(args.trained),
                 **score(model, scored, factor_sets, params_options, device),
             }
             print("trained", json.dumps(results["trained"]), flush=True)

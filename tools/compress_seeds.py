@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import tempfile
 import time
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from compress_sweep import compress_options, readme_with
 
 from speechquant.batching import UtteranceSet
@@ -41,6 +39,7 @@ from speechquant.decode import Decoder, DecoderOptions
 from speechquant.evaluate import EvalOptions, evaluate_split
 from speechquant.export import export
 from speechquant.hardware import hardware_stamp
+from speechquant.lock import file_md5, locked_outputs
 from speechquant.model import load_model
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
@@ -80,16 +79,10 @@ def pipeline_run(
     the compress, quantize, evaluate and compare stages already made and scored exactly what
     ``measure`` would.
     """
-    if options != compress_options(load_params(), None) or not lock.exists() or not compare.exists():
+    if options != compress_options(load_params(), None) or not compare.exists():
         return None
-    outs = {
-        out["path"]: out["md5"]
-        for stage in yaml.safe_load(lock.read_text())["stages"].values()
-        for out in stage.get("outs", [])
-    }
-    if outs.get("models/model.pt") != model_md5:
-        return None
-    if outs.get("metrics/compare.json") != hashlib.md5(compare.read_bytes()).hexdigest():
+    outs = locked_outputs(lock)
+    if outs.get("models/model.pt") != model_md5 or outs.get("metrics/compare.json") != file_md5(compare):
         return None
     scores = json.loads(compare.read_text())
     run: dict[str, Any] = {name: {} for name in (CONTROL, *COMPRESSED)}
@@ -157,7 +150,7 @@ def provenance(options: CompressOptions, checkpoint: Path) -> dict[str, Any]:
     """What a report's seeds must share to sit in one table: the machine, the trained model, the options."""
     return {
         "machine": hardware_stamp(),
-        "model_md5": hashlib.md5(checkpoint.read_bytes()).hexdigest(),  # as dvc.lock names it
+        "model_md5": file_md5(checkpoint),
         "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
     }
 

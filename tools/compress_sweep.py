@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from speechquant.batching import UtteranceSet
 from speechquant.compress import CompressOptions, compressed_model, fine_tune
 from speechquant.export import fold_batch_norm
 from speechquant.hardware import hardware_stamp
+from speechquant.lock import file_md5
 from speechquant.model import load_model
 from speechquant.params import build, load_params, section
 from speechquant.store import Store
@@ -153,7 +153,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     report: dict[str, Any] = {
         "machine": hardware_stamp(),
-        "model_md5": hashlib.md5(args.model.read_bytes()).hexdigest(),  # as dvc.lock names it
+        "model_md5": file_md5(args.model),
         "options": dataclasses.asdict(options),
         "candidates": labelled(fine_tune(students, teacher, train, dev, options), {**candidates, CONTROL: None}),
     }

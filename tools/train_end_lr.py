@@ -25,7 +25,6 @@ here. About 10 minutes on the 2-core AMD EPYC.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from augment_ablation import cosine, fine_tune
 
 from speechquant.batching import UtteranceSet
 from speechquant.hardware import hardware_stamp
+from speechquant.lock import file_md5
 from speechquant.model import load_model
 from speechquant.params import build, load_params, section
 from speechquant.splits import ALL_SPLITS
@@ -85,7 +85,7 @@ def main() -> None:
         print(name, json.dumps(results[name]), flush=True)
     report = {
         "command": f"python tools/train_end_lr.py --steps {args.steps}",
-        "model_md5": hashlib.md5(args.model.read_bytes()).hexdigest(),
+        "model_md5": file_md5(args.model),
         "train": {"learning_rate": options.learning_rate, "precision": options.precision, "seed": options.seed},
         "steps": args.steps,
         "machine": hardware_stamp(),

@@ -21,7 +21,6 @@ models trained under other training conditions.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import os
@@ -40,6 +39,7 @@ from speechquant.corpus.augment import Augmentation
 from speechquant.corpus.isolation import run_isolated
 from speechquant.features import FeatureOptions, build_split
 from speechquant.hardware import hardware_stamp
+from speechquant.lock import file_md5
 from speechquant.model import load_model
 from speechquant.params import build, load_params, section
 from speechquant.store import Store, StoreWriter, Utterance
@@ -126,7 +126,7 @@ def main() -> None:
     report = {
         "command": f"python tools/unseen_voice_factors.py --utterances {args.utterances}",
         "model": str(args.model),
-        "model_md5": hashlib.md5(args.model.read_bytes()).hexdigest(),  # as dvc.lock names it
+        "model_md5": file_md5(args.model),
         "held_out": section(params, "data.synth")["held_out"],
         "scoring": "greedy CER, PyTorch fp32",
         "machine": hardware_stamp(),
