@@ -2,6 +2,7 @@
 exit status 2, no traceback, and nothing half-written. (`speechquant transcribe` has its
 own probes in test_transcribe_robustness.py.)"""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -270,3 +271,23 @@ def test_limits_hold_for_options_made_in_code_too():
         from speechquant.params import build
 
         build(train.TrainOptions, {"epochs": 0}, "train")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Trainer:
+    """Options whose cross-field rule raises a message that starts with the section's name as a word."""
+
+    steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.steps > 1:
+            raise ValueError("trainer steps must be 1")
+
+
+def test_a_cross_field_rule_is_prefixed_with_its_section_unless_it_names_its_full_key():
+    from speechquant.params import build
+
+    with pytest.raises(UserError, match=r"^params\.yaml: train: trainer steps must be 1$"):
+        build(_Trainer, {"steps": 2}, "train")
+    with pytest.raises(UserError, match=r"^params\.yaml: train\.tempo\.factor: low 1\.0 is above high 0\.6$"):
+        build(train.TrainOptions, {"tempo": {"factor": [1.0, 0.6]}}, "train")

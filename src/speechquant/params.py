@@ -98,8 +98,10 @@ def build(cls: type[Options], values: Any, prefix: str) -> Options:
     try:
         return cls(**converted)
     except (TypeError, ValueError) as error:
-        message = str(error)  # a rule that already names its full key is not prefixed twice
-        raise UserError(f"params.yaml: {message if message.startswith(prefix) else f'{prefix}: {message}'}") from None
+        message = str(error)
+        if not message.startswith(f"{prefix}."):  # a rule that already names its full key is not prefixed twice
+            message = f"{prefix}: {message}"
+        raise UserError(f"params.yaml: {message}") from None
 
 
 def _required(field: dataclasses.Field) -> bool:
