@@ -27,7 +27,7 @@ from speechquant.compress import (
 from speechquant.ctc import LAYER_NAMES, LAYERS
 from speechquant.errors import UserError
 from speechquant.export import export, fold_batch_norm
-from speechquant.model import parameter_count
+from speechquant.model import Wav2Letter, parameter_count
 from speechquant.params import build
 from speechquant.peak import conv_weight_shapes, macs_per_output_frame
 from speechquant.quantize import QuantOptions, quantize
@@ -98,6 +98,32 @@ def test_fine_tuning_students_together_matches_fine_tuning_each_alone(trained_li
     for mine, theirs in zip(pruned.parameters(), alone.parameters(), strict=True):
         assert torch.equal(mine, theirs)  # the shared loop changes nothing a student's own loop would not
     assert next(pruned.parameters()).device.type == "cpu"  # ready for export wherever it was tuned
+
+
+def test_a_student_taught_by_the_control_learns_from_it_as_it_trains(trained_like_model, features):
+    folded = fold_batch_norm(trained_like_model)
+    pruned, _ = prune(folded, 0.5, filter_norms(folded))
+    data = UtteranceSet(features)
+
+    def tuned(steps: int, taught_by: str | None, control_first: bool) -> tuple[Wav2Letter, Wav2Letter]:
+        options = CompressOptions(steps=steps, batch_frames=2000, precision="fp32", learning_rate=1e-3)
+        student, control = copy.deepcopy(pruned), copy.deepcopy(folded)
+        students = {"control": control, "pruned": student} if control_first else {"pruned": student, "control": control}
+        fine_tune(students, folded, data, data, options, taught_by)
+        return student, control
+
+    def same(one: Wav2Letter, other: Wav2Letter) -> bool:
+        return all(torch.equal(a, b) for a, b in zip(one.parameters(), other.parameters(), strict=True))
+
+    # At the first step the control is still the trained model, so it teaches exactly what the trained model does.
+    assert same(tuned(1, "control", False)[0], tuned(1, None, False)[0])
+    online, control = tuned(3, "control", False)
+    offline, control_offline = tuned(3, None, False)
+    assert not same(online, offline)  # later steps learn from the control's new outputs
+    assert same(control, control_offline)  # the control itself still learns from the trained model
+    assert same(online, tuned(3, "control", True)[0])  # the control steps first whatever the students' order
+    with pytest.raises(ValueError, match="taught_by names 'teacher'"):
+        fine_tune({"pruned": pruned}, folded, data, data, CompressOptions(steps=1), "teacher")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where there is no GPU")

@@ -3,6 +3,7 @@
     python tools/compress_seeds.py [--seeds 0 1 2] [--steps 400] [--output reports/compress_seeds.json]
     python tools/compress_seeds.py --seeds 1 2 --add   # more seeds into the report at --output
     python tools/compress_seeds.py --readme-only   # the README's table again, from the report
+    python tools/compress_seeds.py --set teacher=control --output reports/x.json --readme /tmp/x.md   # another recipe
 
 A seed sets the order of the fine-tuning batches and which training batches the low-rank fit
 reads; the trained model stays the pipeline's (``models/model.pt``). For every seed this runs
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from compress_sweep import compress_options, readme_with
 
 from speechquant.batching import UtteranceSet
@@ -146,6 +148,17 @@ def reused_words(report: dict[str, Any]) -> str:
     return f" (seed {', '.join(map(str, reused))}: the pipeline's own run, read from `metrics/compare.json`)"
 
 
+def changes(assignments: list[str]) -> dict[str, Any]:
+    """``--set``'s ``KEY=VALUE`` pairs, each value read as YAML like ``dvc exp run -S``'s."""
+    parsed = {}
+    for assignment in assignments:
+        key, equals, value = assignment.partition("=")
+        if not equals or not key:
+            raise SystemExit(f"error: --set {assignment!r} is not KEY=VALUE (e.g. teacher=control)")
+        parsed[key] = yaml.safe_load(value)
+    return parsed
+
+
 def provenance(options: CompressOptions, checkpoint: Path) -> dict[str, Any]:
     """What a report's seeds must share to sit in one table: the machine, the trained model, the options."""
     return {
@@ -227,6 +240,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, help="fine-tuning steps (default: compress.steps)")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="other compress params, e.g. teacher=control"
+    )
     parser.add_argument("--checkpoint", type=Path, default=Path("models/model.pt"))
     parser.add_argument("--model", type=Path, default=Path("models/model.onnx"), help="its card")
     parser.add_argument("--features", type=Path, default=Path("data/features"))
@@ -238,7 +254,7 @@ def main() -> None:
     if args.readme_only:
         report = json.loads(args.output.read_text())
     else:
-        options = compress_options(load_params(), args.steps)
+        options = compress_options(load_params(), args.steps, changes(args.set))
         stamp = provenance(options, args.checkpoint)
         if args.add:
             earlier = json.loads(args.output.read_text())

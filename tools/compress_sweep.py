@@ -130,9 +130,12 @@ def readme_with(readme: str, block: str, begin: str = SWEEP_BEGIN, end: str = SW
     return readme[:start] + block + readme[stop + len(end) :]
 
 
-def compress_options(params: dict[str, Any], steps: int | None) -> CompressOptions:
-    """The stage's ``compress`` params, ``steps`` replaced where given (shared with ``compress_seeds.py``)."""
-    settings = dict(section(params, "compress"))
+def compress_options(
+    params: dict[str, Any], steps: int | None, changes: dict[str, Any] | None = None
+) -> CompressOptions:
+    """The stage's ``compress`` params, ``steps`` and ``changes`` replaced where given (shared with
+    ``compress_seeds.py``); a change is checked like the param it replaces."""
+    settings = {**section(params, "compress"), **(changes or {})}
     if steps:
         settings["steps"] = steps
     return build(CompressOptions, settings, "compress")

@@ -64,6 +64,9 @@ from speechquant.train import (
 # Channel importance, each times the norm of the next layer's weights on the channel:
 # "activation": the channel's RMS output over STATISTICS_BATCHES training batches; "magnitude": its filter's norm.
 METHODS = ("activation", "magnitude")
+# Whom the compressed model distils from: the trained model, or the control as it fine-tunes beside it.
+TEACHERS = ("trained", "control")
+CONTROL = "fp32_finetuned"
 STATISTICS_BATCHES = 20
 DEFAULT_RANKS = {"conv0": 64, "conv8": 112}
 
@@ -80,6 +83,7 @@ class CompressOptions(Checked):
     learning_rate: float = field(default=6e-4, metadata=limits(above=0, high=10))  # the cosine's start
     batch_frames: int = field(default=8000, metadata=limits(1))
     distill_weight: float = field(default=0.5, metadata=limits(0, 1))  # 0: CTC only; 1: distillation only
+    teacher: str = field(default="trained", metadata=limits(choices=TEACHERS))  # the compressed model's teacher
     precision: str = field(default="bf16", metadata=limits(choices=("fp32", "bf16")))  # CPU or CUDA autocast
     device: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))  # auto: CUDA if present
     seed: int = field(default=0, metadata=limits(0))
@@ -276,6 +280,7 @@ def fine_tune(
     train: UtteranceSet,
     dev: UtteranceSet,
     options: CompressOptions,
+    taught_by: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """``options.steps`` AdamW steps of CTC mixed with distillation for every student at once, the
     learning rate decaying along a cosine to zero; per student, the dev loss and greedy CER before
@@ -285,6 +290,11 @@ def fine_tune(
     The students see the same batches in the same order, and the teacher's log-probs are
     computed once per batch for all of them: a student's updates are exactly what a loop of
     its own would make, at one teacher pass instead of one per student.
+
+    ``taught_by`` names a student whose log-probs at each step, before its update, teach the
+    others in place of ``teacher``'s (online distillation); that student itself still learns
+    from ``teacher``. It steps first, so each student's updates are still those of a loop with
+    that student beside it, whatever the order of ``students``.
 
     The teacher is the trained model for every student, the control included: a fine-tuned teacher
     helps a compressed student, but the control trained on alike gains more (the second loop of
@@ -299,6 +309,9 @@ def fine_tune(
     teacher.to(device)
     measured: dict[str, dict[str, Any]] = {}
     optimizers = {}
+    if taught_by is not None and taught_by not in students:
+        raise ValueError(f"taught_by names {taught_by!r}, which is not one of the students {sorted(students)}")
+    order = sorted(students, key=lambda name: name != taught_by)  # the teaching student first
     for name, student in students.items():
         student.to(device)
         loss, cer = evaluate(student, dev, settings, device)
@@ -312,13 +325,17 @@ def fine_tune(
         learning_rate = cosine_rate(options.learning_rate, step / options.steps)
         batch = to_device(train.collate(positions), device)
         with torch.no_grad(), autocast(settings, device):
-            target, _ = teacher(batch.features, batch.lengths)
-        for name, student in students.items():
-            started = time.perf_counter()
+            trained, _ = teacher(batch.features, batch.lengths)
+        target = trained
+        for name in order:
+            student, started = students[name], time.perf_counter()
             with autocast(settings, device):
                 log_probs, lengths = student(batch.features, batch.lengths)
             ctc = ctc_loss_sum(log_probs, lengths, batch)
-            loss = ((1 - weight) * ctc + weight * distillation_loss(log_probs, target, lengths)) / len(positions)
+            own = trained if name == taught_by else target
+            loss = ((1 - weight) * ctc + weight * distillation_loss(log_probs, own, lengths)) / len(positions)
+            if name == taught_by:
+                target = log_probs.detach()
             if torch.isfinite(loss):
                 optimizer = optimizers[name]
                 for group in optimizer.param_groups:
@@ -372,7 +389,8 @@ def compress(
     student = compressed_model(teacher, train, options)
     control = fold_batch_norm(trained)
     started = time.perf_counter()
-    tuned = fine_tune({"pruned_fp32": student, "fp32_finetuned": control}, teacher, train, dev, options)
+    taught_by = CONTROL if options.teacher == "control" else None
+    tuned = fine_tune({"pruned_fp32": student, CONTROL: control}, teacher, train, dev, options, taught_by)
     measured = {
         "method": options.method,
         "ratio": options.ratio,
