@@ -188,7 +188,8 @@ def test_low_rank_layers_export_as_two_int8_convs_each_that_reports_count_as_one
     inputs = utterance_inputs(features, 2, seed=0)
     assert report("pruned_fp32", path, path, [], inputs)["parameters"] == parameter_count(factorized)
     options = build(QuantOptions, {"calibration": {"method": "minmax", "utterances": 4, "frames": 100}}, "quant")
-    quantize("pruned_int8", path, quantized, options, features)
+    _, made = quantize("pruned_int8", path, quantized, options, features)
+    assert set(made["equalized"]) == set(ranks)  # each low-rank pair balanced before int8 (equalize.py)
     metrics = report("pruned_int8", quantized, path, [], inputs)
     assert metrics["conv_kernels"] == {"QLinearConv": 11} and metrics["float_layers"] == []
     assert metrics["macs_per_output_frame"] < 0.35 * macs_per_output_frame(exported)

@@ -18,9 +18,10 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, q
 
 from speechquant.calibration import CALIBRATION_METHODS, CalibrationOptions, CalibrationReader
 from speechquant.ctc import LAYER_NAMES
+from speechquant.equalize import equalize
 from speechquant.errors import UserError
 from speechquant.fileio import atomic_path
-from speechquant.layers import layer_nodes
+from speechquant.layers import layer_nodes, layer_of
 from speechquant.params import Checked, limits
 from speechquant.runtime import RunsIn, load_onnx
 from speechquant.store import Store
@@ -100,8 +101,13 @@ def quantize(
                     f"training utterances have {calibration.frames} frames: calibrating on those",
                     file=sys.stderr,
                 )
+            # Low-rank layers' middle channels balanced first (float-exact); other models pass unchanged.
+            balanced = temporary.with_name(f"{temporary.stem}.equalized.onnx")  # removed with the scratch folder
+            equalized = equalize(source, balanced, inputs, {layer_of(node) for node in to_quantize})
+            if equalized:
+                measured["equalized"] = equalized
             quantize_static(
-                source,
+                balanced,
                 temporary,
                 CalibrationReader(inputs),
                 quant_format=QuantFormat.QDQ,

@@ -1,0 +1,79 @@
+"""Balancing low-rank layers' middle channels before static int8: the float model must not change."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from speechquant.batching import UtteranceSet
+from speechquant.calibration import utterance_inputs
+from speechquant.compress import factorize, input_moments
+from speechquant.equalize import equalize, low_rank_pairs, middle_ranges
+from speechquant.export import export, fold_batch_norm
+
+
+@pytest.fixture(scope="module")
+def factorized_onnx(trained_like_model, features, tmp_path_factory):
+    folded = fold_batch_norm(trained_like_model)
+    ranks = {"conv0": 16, "conv8": 24}
+    model = factorize(folded, ranks, input_moments(folded, UtteranceSet(features), 2000, 0, list(ranks)))
+    path = tmp_path_factory.mktemp("equalize") / "pruned_fp32.onnx"
+    export(model, path)
+    return path
+
+
+def run(path, inputs):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return [session.run(None, feed)[0] for feed in inputs]
+
+
+def test_equalizing_leaves_the_float_model_as_it_was_and_narrows_the_middle_ranges(factorized_onnx, features, tmp_path):
+    inputs = utterance_inputs(features, 3, seed=0)
+    balanced = tmp_path / "balanced.onnx"
+    spreads = equalize(factorized_onnx, balanced, inputs, {"conv0", "conv8"})
+    assert set(spreads) == {"conv0", "conv8"}
+    for spread in spreads.values():
+        assert spread["middle_range_spread_after"] < spread["middle_range_spread_before"]
+    for before, after in zip(run(factorized_onnx, inputs), run(balanced, inputs), strict=True):
+        np.testing.assert_allclose(after, before, atol=1e-4)
+
+
+def test_each_middle_channel_ends_with_its_output_and_weight_ranges_in_the_same_proportion(
+    factorized_onnx, features, tmp_path
+):
+    """Cross-layer equalization's balance: no channel's activation or mix weights dominate the scales."""
+    inputs = utterance_inputs(features, 3, seed=0)
+    balanced = tmp_path / "balanced.onnx"
+    equalize(factorized_onnx, balanced, inputs, {"conv0", "conv8"})
+    model = onnx.load(str(balanced))
+    pairs = low_rank_pairs(model.graph)
+    ranges = middle_ranges(model, pairs, inputs)
+    weights = {initializer.name: numpy_helper.to_array(initializer) for initializer in model.graph.initializer}
+    for taps, mix in pairs:
+        proportion = ranges[taps.name] / np.abs(weights[mix.input[1]]).max(axis=(0, 2))
+        assert proportion.max() / proportion.min() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_only_the_layers_to_be_quantized_are_equalized(factorized_onnx, features, tmp_path):
+    balanced = tmp_path / "balanced.onnx"
+    assert set(equalize(factorized_onnx, balanced, utterance_inputs(features, 2, seed=0), {"conv8"})) == {"conv8"}
+
+    def weights(path, layer):
+        return {
+            i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer if i.name.startswith(layer)
+        }
+
+    before, after = weights(factorized_onnx, "conv0."), weights(balanced, "conv0.")
+    assert before and all(np.array_equal(after[name], values) for name, values in before.items())
+    assert not np.array_equal(
+        weights(balanced, "conv8.")["conv8.mix.weight"], weights(factorized_onnx, "conv8.")["conv8.mix.weight"]
+    )
+
+
+def test_a_model_without_low_rank_layers_passes_byte_for_byte(exported, features, tmp_path):
+    copy = tmp_path / "copy.onnx"
+    assert equalize(exported, copy, utterance_inputs(features, 1, seed=0), {"conv0", "conv8"}) == {}
+    assert copy.read_bytes() == exported.read_bytes()
