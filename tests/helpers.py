@@ -31,7 +31,7 @@ def trained_model_md5() -> str:
 PLATEAU_MODEL_MD5 = "c4b47ea4c4c10ec5ef36addbc4bebe6e"
 """The last model trained with ``train.schedule: plateau`` (dvc.lock up to commit 98cc224). The reports that
 show why ``anneal`` became the default are of it, and the README says so: ``train_end_lr.json``,
-``schedule_cpu.json`` (row ``trained``), ``compress_seeds_800.json``."""
+``schedule_cpu.json`` (row ``trained``)."""
 
 
 def readme_words() -> str:
