@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from helpers import REPO, load_tool, readme_words, trained_model_md5
+from speechquant.errors import UserError
 from speechquant.params import load_params
 
 
@@ -199,3 +200,15 @@ def test_the_readme_quotes_the_seeds_mean_gaps_from_the_committed_report():
     quoted = f"is on average **{int8['dev']:.2%} behind its control on dev and {int8['test']:.2%} on test**"
     assert quoted.replace("%", " %") in readme
     assert f"`pruned_fp32` is {fp32['dev']:.2%} and {fp32['test']:.2%} behind".replace("%", " %") in readme
+
+
+def test_set_changes_compress_params_as_dvc_exp_run_s_does_and_refuses_what_is_not_a_param():
+    tool = load_tool("compress_seeds")
+    changes = tool.changes(["teacher=control", "ranks={conv8: 96}"])
+    assert changes == {"teacher": "control", "ranks": {"conv8": 96}}
+    options = tool.compress_options(load_params(), 800, changes)
+    assert (options.teacher, options.ranks, options.steps) == ("control", {"conv8": 96}, 800)
+    with pytest.raises(SystemExit, match="is not KEY=VALUE"):
+        tool.changes(["teacher"])
+    with pytest.raises(UserError, match=r"compress\.teacher is 'student'"):
+        tool.compress_options(load_params(), None, {"teacher": "student"})
