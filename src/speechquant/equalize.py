@@ -7,9 +7,9 @@ int8 gives the tensor between the two convs one scale: the small channels get fe
 Scaling middle channel ``i`` by ``s_i`` in the taps and by ``1 / s_i`` in the mix leaves the
 float layer as it was (nothing nonlinear sits between), and choosing ``s_i`` as in
 data-free quantization's cross-layer equalization (Nagel et al., 2019), the square root of the
-mix column's weight range over the channel's output range, gives every channel the same
-product of the two ranges, so neither the activation's one scale nor the mix's per-row weight
-scales are spent on a few channels. Measured on the pipeline's ``pruned_fp32``: the int8 model's
+mix column's weight range over the channel's output range, leaves every channel's output range
+and mix-weight range in the same proportion, so neither the activation's one scale nor the
+mix's per-row weight scales are spent on a few channels. Measured on the pipeline's ``pruned_fp32``: the int8 model's
 KL divergence from the float one fell by a fifth, its CER moved by under a point either way
 (README, *Fewer multiply-accumulates*).
 """
@@ -68,18 +68,19 @@ def middle_ranges(
 
 
 def equalize(
-    source: Path, target: Path, inputs: list[dict[str, np.ndarray]], layers: Collection[str]
+    source: onnx.ModelProto, target: Path, inputs: list[dict[str, np.ndarray]], layers: Collection[str]
 ) -> dict[str, dict[str, float]]:
     """Write ``source`` to ``target`` with the middle channels of every low-rank pair in ``layers`` (the
     layers to be quantized) balanced; per layer, the spread (largest over smallest) of the middle
     channels' output ranges before and after.
 
-    A model without such pairs is copied unchanged, byte for byte."""
-    model = onnx.load(str(source))
-    pairs = [(taps, mix) for taps, mix in low_rank_pairs(model.graph) if layer_of(taps.name) in layers]
+    Where there is no such pair nothing is written and the result is empty: the caller quantizes
+    its own file, so models without low-rank layers (and every sensitivity candidate) pay nothing."""
+    pairs = [(taps, mix) for taps, mix in low_rank_pairs(source.graph) if layer_of(taps.name) in layers]
     if not pairs:
-        target.write_bytes(source.read_bytes())
         return {}
+    model = onnx.ModelProto()
+    model.CopyFrom(source)  # the caller's model stays as it was; the pairs are read by name only
     ranges = middle_ranges(model, pairs, inputs)
     weights = {initializer.name: initializer for initializer in model.graph.initializer}
     spreads = {}

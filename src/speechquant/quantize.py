@@ -101,13 +101,13 @@ def quantize(
                     f"training utterances have {calibration.frames} frames: calibrating on those",
                     file=sys.stderr,
                 )
-            # Low-rank layers' middle channels balanced first (float-exact); other models pass unchanged.
+            # Low-rank layers' middle channels balanced first (float-exact); other models are quantized as they are.
             balanced = temporary.with_name(f"{temporary.stem}.equalized.onnx")  # removed with the scratch folder
-            equalized = equalize(source, balanced, inputs, {layer_of(node) for node in to_quantize})
+            equalized = equalize(model, balanced, inputs, {layer_of(node) for node in to_quantize})
             if equalized:
                 measured["equalized"] = equalized
             quantize_static(
-                balanced,
+                balanced if equalized else source,
                 temporary,
                 CalibrationReader(inputs),
                 quant_format=QuantFormat.QDQ,
