@@ -12,6 +12,10 @@ The scores must not depend on the batch size (the study's did), so:
 - dynamically quantized models compute activation ranges over the whole batch, so one
   utterance would change another's result: they run one utterance at a time.
 
+Decoding and the CTC loss run in worker processes, one per worker: flashlight's beam search
+and the NumPy loss hold the GIL, so threads would take turns. Each utterance gets a fresh
+search (``decode.Decoder``), so its result does not depend on which process decodes it.
+
 Every utterance is scored: no partial batch is dropped. Utterances without a reference
 (HW4P2's test split) are decoded, counted and left out of the scores.
 """
@@ -19,9 +23,11 @@ Every utterance is scored: no partial batch is dropped. Utterances without a ref
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,7 @@ import onnxruntime as ort
 from tqdm import tqdm
 
 from speechquant.ctc_loss import ctc_loss
-from speechquant.decode import LMS, Decoder
+from speechquant.decode import LMS, Decoder, DecoderOptions
 from speechquant.metrics import char_edits, error_rate, word_error_rate
 from speechquant.params import Checked, limits, matrix_item, require_listed, section
 from speechquant.runtime import open_model
@@ -115,25 +121,26 @@ def evaluate_split(
     progress = name and f"{name} model"
     outputs, model_seconds = model_outputs(model.session, store, batch_size, options.worker_count(), progress)
     started = time.perf_counter()
-    hypotheses = [
-        decoder(log_probs, len(log_probs))
-        for log_probs in tqdm(outputs, desc=name and f"{name} decode", disable=name is None, leave=False)
+    references = [utterance.text for utterance in store.utterances]
+    decoded = tqdm(
+        decode_and_score(decoder, references, outputs, options.worker_count()),
+        total=len(outputs),
+        desc=name and f"{name} decode",
+        disable=name is None,
+        leave=False,
+    )
+    results = [
+        UtteranceResult(
+            id=utterance.id,
+            reference=utterance.text,
+            hypothesis=hypothesis,
+            edits=char_edits(utterance.text, hypothesis) if utterance.text is not None else None,
+            frames=utterance.n_frames,
+            ctc_loss=loss,
+        )
+        for utterance, (hypothesis, loss) in zip(store.utterances, decoded, strict=True)
     ]
     decode_seconds = time.perf_counter() - started
-    results = []
-    for utterance, log_probs, hypothesis in zip(store.utterances, outputs, hypotheses, strict=True):
-        reference = utterance.text
-        scored = reference is not None
-        results.append(
-            UtteranceResult(
-                id=utterance.id,
-                reference=reference,
-                hypothesis=hypothesis,
-                edits=char_edits(reference, hypothesis) if scored else None,
-                frames=utterance.n_frames,
-                ctc_loss=ctc_loss(log_probs.astype(np.float64), tokenize(reference)) if scored else None,
-            )
-        )
     metrics = scores(results)
     metrics.update(
         batch_size=batch_size,
@@ -142,6 +149,41 @@ def evaluate_split(
         decoded_per_second=round(len(results) / decode_seconds, 1) if decode_seconds > 0 else None,
     )
     return metrics, results
+
+
+_worker_decoder: Decoder | None = None  # a decoding process's own, made by _start_decoding
+
+
+def _start_decoding(options: DecoderOptions, lm_path: Path | None) -> None:
+    global _worker_decoder
+    _worker_decoder = Decoder(options, lm_path)
+
+
+def _decode_in_worker(item: tuple[str | None, np.ndarray]) -> tuple[str, float | None]:
+    assert _worker_decoder is not None
+    return decode_one(_worker_decoder, *item)
+
+
+def decode_one(decoder: Decoder, reference: str | None, log_probs: np.ndarray) -> tuple[str, float | None]:
+    """One utterance's hypothesis and, where it has a reference, its CTC loss."""
+    loss = ctc_loss(log_probs.astype(np.float64), tokenize(reference)) if reference is not None else None
+    return decoder(log_probs, len(log_probs)), loss
+
+
+def decode_and_score(
+    decoder: Decoder, references: list[str | None], outputs: list[np.ndarray], workers: int
+) -> Iterator[tuple[str, float | None]]:
+    """``decode_one`` of every utterance, in order, in ``workers`` processes (in this one for 1)."""
+    items = zip(references, outputs, strict=True)
+    if workers <= 1 or len(outputs) <= 1:
+        yield from (decode_one(decoder, reference, log_probs) for reference, log_probs in items)
+        return
+    # spawn, not fork: this process has ONNX Runtime's and the model runs' threads.
+    context = multiprocessing.get_context("spawn")
+    chunk = max(1, len(outputs) // (workers * 8))
+    initargs = (decoder.options, decoder.lm_path)
+    with ProcessPoolExecutor(workers, context, initializer=_start_decoding, initargs=initargs) as pool:
+        yield from pool.map(_decode_in_worker, items, chunksize=chunk)
 
 
 def scores(results: list[UtteranceResult]) -> dict[str, Any]:
