@@ -13,6 +13,8 @@ from speechquant.calibration import utterance_inputs
 from speechquant.compress import factorize, input_moments
 from speechquant.equalize import equalize, low_rank_pairs, middle_ranges
 from speechquant.export import export, fold_batch_norm
+from speechquant.params import build
+from speechquant.quantize import QuantOptions, quantize
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +81,25 @@ def test_a_model_without_low_rank_layers_is_left_to_quantize_as_it_is(exported, 
     model = onnx.load(str(exported))
     assert equalize(model, target, utterance_inputs(features, 1, seed=0), {"conv0", "conv8"}) == {}
     assert not target.exists() and model.SerializeToString() == onnx.load(str(exported)).SerializeToString()
+
+
+def test_quantize_without_balance_makes_the_int8_model_of_the_unbalanced_float_one(factorized_onnx, features, tmp_path):
+    """What ``tools/equalize_effect.py`` compares the stage's model with: the same recipe, the balancing skipped."""
+    options = build(QuantOptions, {"calibration": {"method": "minmax", "utterances": 4, "frames": 100}}, "quant")
+    balanced, unbalanced = tmp_path / "balanced.onnx", tmp_path / "unbalanced.onnx"
+    _, made = quantize("pruned_int8", factorized_onnx, balanced, options, features)
+    _, skipped = quantize("pruned_int8", factorized_onnx, unbalanced, options, features, balance=False)
+    assert set(made["equalized"]) == {"conv0", "conv8"} and "equalized" not in skipped
+
+    def dequantized_taps(path):
+        """conv8's taps weights as the int8 model multiplies them (per output channel scales)."""
+        weights = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
+        quantized, scale = weights["conv8.taps.weight_quantized"], weights["conv8.taps.weight_scale"]
+        return quantized.astype(np.float64) * scale[:, None, None]
+
+    float_taps = numpy_helper.to_array(
+        next(i for i in onnx.load(str(factorized_onnx)).graph.initializer if i.name == "conv8.taps.weight")
+    )
+    step = np.abs(float_taps).max(axis=(1, 2))[:, None, None] / 127  # one int8 level per output channel
+    assert np.all(np.abs(dequantized_taps(unbalanced) - float_taps) <= step)  # the float weights, rounded
+    assert not np.all(np.abs(dequantized_taps(balanced) - float_taps) <= step)  # rescaled first

@@ -48,12 +48,14 @@ def quantize(
     calibration_store: Store | None = None,
     calibration_cache: Path | None = None,
     chosen: tuple[str, ...] = (),
+    balance: bool = True,
 ) -> tuple[list[str], dict[str, Any]]:
     """Write ``variant`` of the model at ``source`` to ``output``.
 
     Returns the layers kept in float and what the making measured (the calibration
     utterances used). ``auto_int8`` keeps the sensitivity search's ``chosen`` layers in
-    float. ``qat_int8`` is trained, not converted: ``qat.make_qat_variant``.
+    float. ``qat_int8`` is trained, not converted: ``qat.make_qat_variant``. ``balance=False`` skips
+    the low-rank balancing (``equalize.py``), so that ``tools/equalize_effect.py`` can measure it.
     """
     recipe = recipe_for(variant)
     model = load_onnx(source)  # a clear error if unreadable
@@ -103,7 +105,8 @@ def quantize(
                 )
             # Low-rank layers' middle channels balanced first (float-exact); other models are quantized as they are.
             balanced = temporary.with_name(f"{temporary.stem}.equalized.onnx")  # removed with the scratch folder
-            equalized = equalize(model, balanced, inputs, {layer_of(node) for node in to_quantize})
+            layers = {layer_of(node) for node in to_quantize}
+            equalized = equalize(model, balanced, inputs, layers) if balance else {}
             if equalized:
                 measured["equalized"] = equalized
             quantize_static(
