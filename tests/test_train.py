@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -204,3 +205,31 @@ def test_with_batch_norm_two_cpu_processes_follow_a_near_but_not_the_same_trajec
     assert relative.max() < 0.03
     dev_single, dev_ddp = (np.array([e["dev_loss"] for e in x["history"]]) for x in (a, b))
     assert (np.abs(dev_ddp - dev_single) / dev_single).max() < 0.03
+
+
+@pytest.mark.parametrize(
+    ("native", "device", "expected"), [(True, "cpu", "bf16"), (False, "cpu", "fp32"), (True, "cuda", "fp32")]
+)
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch, native, device, expected):
+    """Emulated bf16 trained 3.1x slower than fp32 on a CPU without it; on an H100 bf16 did not pay either."""
+    monkeypatch.setattr(train, "native_bf16", lambda: native)
+    assert train.resolve_precision("auto", torch.device(device)) == expected
+    assert train.resolve_precision("fp32", torch.device(device)) == "fp32"  # an explicit choice stands
+    assert train.resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_auto_precision_on_the_committed_runs_cpu_is_the_precision_it_trained_in(monkeypatch):
+    """The committed model was trained where ``auto`` means what it was trained in (the benchmark's CPU),
+    so it is what ``dvc repro`` gives there with ``precision: auto``."""
+    flags = json.loads((REPO / "metrics" / "benchmark.json").read_text())["hardware"]["flags"]
+    monkeypatch.setattr(train, "native_bf16", lambda: flags["avx512_bf16"] or flags["amx_bf16"])
+    trained = json.loads((REPO / "metrics" / "train.json").read_text())
+    assert train.resolve_precision("auto", torch.device(trained["device"])) == trained["precision"] == "bf16"
+
+
+def test_a_trainer_keeps_the_precision_auto_chose_for_its_metrics(data, monkeypatch):
+    monkeypatch.setattr(train, "native_bf16", lambda: False)
+    options = build(train.TrainOptions, {"batch_frames": 2000, "device": "cpu"}, "train")
+    sets = [UtteranceSet(Store(data / split)) for split in ("train", "dev")]
+    trainer = train.Trainer(ModelConfig(hidden_channels=16, wide_channels=32), options, *sets)
+    assert options.precision == "auto" and trainer.precision == "fp32"

@@ -1,17 +1,21 @@
 """Training throughput of each preset and precision, measured side by side.
 
     python tools/train_benchmark.py [--features data/features/train] [--rounds 3] [--device cuda]
+                                    [--output reports/train_benchmark_<where>.json]
 
 Runs real training steps (forward, CTC loss, backward, AdamW) on real length-bucketed
 batches. Configurations are interleaved round by round after a warm-up, so that a noisy
 shared machine slows them all alike; ratios are to the default preset in fp32. On CUDA the
 batches wait on the GPU before the clock starts, so the figure excludes data loading: an
-upper bound on what the train stage reaches there.
+upper bound on what the train stage reaches there. With ``--output`` the table is also written
+as JSON with the machine's stamp: ``train.precision: auto`` (``train.resolve_precision``) rests
+on such measurements.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -19,6 +23,7 @@ from pathlib import Path
 import torch
 
 from speechquant.batching import UtteranceSet
+from speechquant.hardware import hardware_stamp
 from speechquant.model import PRESETS, Wav2Letter
 from speechquant.store import Store
 from speechquant.train import TrainOptions, autocast, ctc_loss_sum, to_device
@@ -31,6 +36,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=4, help="batches per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--output", type=Path, help="also write the table here, as JSON with the machine's stamp")
     args = parser.parse_args()
     device = torch.device(args.device)
     data = UtteranceSet(Store(args.features))
@@ -65,9 +71,24 @@ def main() -> None:
     where = torch.cuda.get_device_name() if device.type == "cuda" else f"{torch.get_num_threads()} threads"
     print(f"{where}, {len(batches)} batches of <= {args.batch_frames} frames per round")
     print(f"{'preset':<8} {'precision':<9} {'audio-s/s':>10} {'vs default fp32':>16}")
+    rows = []
     for (preset, precision), values in speeds.items():
         median = statistics.median(values)
         print(f"{preset:<8} {precision:<9} {median:>10.1f} {median / reference:>15.2f}x")
+        rows.append(
+            {
+                "preset": preset,
+                "precision": precision,
+                "audio_seconds_per_second": round(median, 1),
+                "of_default_fp32": round(median / reference, 2),
+            }
+        )
+    if args.output:
+        machine = {**hardware_stamp(), "where": where}
+        command = f"python tools/train_benchmark.py --rounds {args.rounds} --batches {args.batches}"
+        report = {"command": f"{command} --device {args.device}", "machine": machine, "rows": rows}
+        args.output.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

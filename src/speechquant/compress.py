@@ -58,6 +58,7 @@ from speechquant.train import (
     cosine_rate,
     ctc_loss_sum,
     evaluate,
+    resolve_precision,
     to_device,
 )
 
@@ -84,7 +85,7 @@ class CompressOptions(Checked):
     batch_frames: int = field(default=8000, metadata=limits(1))
     distill_weight: float = field(default=0.5, metadata=limits(0, 1))  # 0: CTC only; 1: distillation only
     teacher: str = field(default="trained", metadata=limits(choices=TEACHERS))  # the compressed model's teacher
-    precision: str = field(default="bf16", metadata=limits(choices=("fp32", "bf16")))  # CPU or CUDA autocast
+    precision: str = field(default="auto", metadata=limits(choices=("auto", "fp32", "bf16")))  # train.resolve_precision
     device: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))  # auto: CUDA if present
     seed: int = field(default=0, metadata=limits(0))
 
@@ -357,6 +358,7 @@ def fine_tune(
             dev_loss_after=round(loss, 4),
             fine_tune_seconds=round(seconds, 1),
             device=device.type,
+            precision=resolve_precision(options.precision, device),
         )
     teacher.cpu()
     return measured
