@@ -1,6 +1,6 @@
 """One training run per seed, ended two ways: ``train.schedule`` plateau and anneal on the same nine epochs.
 
-    python tools/anneal_pairs.py --seeds 1 [--device cpu --precision bf16]
+    python tools/anneal_pairs.py --seeds 1 [--device cpu --precision auto]
                                  [--output reports/anneal_pairs_cpu.json]
 
 ``anneal`` holds ``train.learning_rate`` until the last epoch, and so does ``plateau`` in the
@@ -53,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1], help="train.seed values, one pair each")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--precision", default="bf16", choices=("fp32", "bf16"), help="bf16: the params' own")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="auto: the params' own")
     parser.add_argument("--utterances", type=int, default=240, help="per unseen-voice factor set")
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--output", type=Path, default=Path("reports/anneal_pairs_cpu.json"))
