@@ -211,7 +211,7 @@ def test_with_batch_norm_two_cpu_processes_follow_a_near_but_not_the_same_trajec
     ("native", "device", "expected"), [(True, "cpu", "bf16"), (False, "cpu", "fp32"), (True, "cuda", "fp32")]
 )
 def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch, native, device, expected):
-    """Emulated bf16 trained 3.1x slower than fp32 on a CPU without it; on an H100 bf16 did not pay either."""
+    """Emulated bf16 trained 2.7x slower than fp32 on a CPU without it; on an H100 bf16 did not pay either."""
     monkeypatch.setattr(train, "native_bf16", lambda: native)
     assert train.resolve_precision("auto", torch.device(device)) == expected
     assert train.resolve_precision("fp32", torch.device(device)) == "fp32"  # an explicit choice stands

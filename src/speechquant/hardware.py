@@ -61,8 +61,8 @@ def isa_summary(flags: dict[str, bool]) -> str:
 @cache
 def native_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX). Without it PyTorch's
-    bf16 autocast emulates the type: the default model trained 3.1x slower in bf16 than in fp32
-    on an Intel Xeon with AVX-512 VNNI and neither (``tools/train_benchmark.py``), against 1.6x
-    faster on the AMD EPYC with AVX-512 BF16 and 3.5x on a Xeon with AMX (DESIGN.md)."""
+    bf16 autocast emulates the type: the default model trained at 0.37x of its fp32 rate on an
+    Intel Xeon with AVX-512 VNNI and neither (``reports/train_benchmark_xeon_no_bf16.json``),
+    against 1.6x on the AMD EPYC with AVX-512 BF16 and 3.5x on a Xeon with AMX (DESIGN.md)."""
     flags = hardware_stamp()["flags"]
     return flags["avx512_bf16"] or flags["amx_bf16"]

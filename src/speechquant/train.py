@@ -155,9 +155,9 @@ def choose_device(options: TrainOptions) -> torch.device:
 def resolve_precision(precision: str, device: torch.device) -> str:
     """The precision ``auto`` stands for on ``device``: bf16 autocast on a CPU that computes bf16 in
     hardware, fp32 anywhere else. Each is the faster there for the default model: bf16 ran 1.6x
-    (AMD EPYC, AVX-512 BF16) and 3.5x (Xeon, AMX) faster than fp32 on CPUs that have it, 3.1x
+    (AMD EPYC, AVX-512 BF16) and 3.5x (Xeon, AMX) faster than fp32 on CPUs that have it, 2.7x
     slower on one that has not (``hardware.native_bf16``), and 0.87x of fp32 on one H100, where
-    the model is too small for bf16 to pay (README, *Training on real audio*)."""
+    the model is too small for bf16 to pay (README, *What the default model is for*)."""
     if precision != "auto":
         return precision
     return "bf16" if device.type == "cpu" and native_bf16() else "fp32"
