@@ -212,3 +212,20 @@ def test_set_changes_compress_params_as_dvc_exp_run_s_does_and_refuses_what_is_n
         tool.changes(["teacher"])
     with pytest.raises(UserError, match=r"compress\.teacher is 'student'"):
         tool.compress_options(load_params(), None, {"teacher": "student"})
+
+
+def test_the_options_record_the_precision_auto_resolves_to_so_the_committed_report_still_joins_on_its_cpu(
+    tmp_path, monkeypatch
+):
+    """`compress.precision: auto` replaced `bf16`; on a CPU with native bf16 the same run must still be addable."""
+    from speechquant import train
+
+    tool = load_tool("compress_seeds")
+    options = tool.compress_options(load_params(), None)
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"trained")
+    monkeypatch.setattr(train, "native_bf16", lambda: True)
+    assert options.precision == "auto"
+    assert tool.provenance(options, checkpoint)["options"] == committed_report()["options"]
+    monkeypatch.setattr(train, "native_bf16", lambda: False)
+    assert tool.provenance(options, checkpoint)["options"]["precision"] == "fp32"

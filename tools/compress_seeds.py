@@ -47,6 +47,7 @@ from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
 from speechquant.runtime import load_onnx
 from speechquant.store import Store
+from speechquant.train import TrainOptions, choose_device, resolve_precision
 
 SEEDS_BEGIN = "<!-- compress seeds: written by tools/compress_seeds.py from reports/compress_seeds.json -->"
 SEEDS_END = "<!-- end of compress seeds -->"
@@ -160,11 +161,14 @@ def changes(assignments: list[str]) -> dict[str, Any]:
 
 
 def provenance(options: CompressOptions, checkpoint: Path) -> dict[str, Any]:
-    """What a report's seeds must share to sit in one table: the machine, the trained model, the options."""
+    """What a report's seeds must share to sit in one table: the machine, the trained model, the options,
+    the precision as it resolves here (``auto`` is bf16 or fp32 by the CPU: ``train.resolve_precision``)."""
+    precision = resolve_precision(options.precision, choose_device(TrainOptions(device=options.device)))
+    recorded = {**dataclasses.asdict(options), "precision": precision}
     return {
         "machine": hardware_stamp(),
         "model_md5": file_md5(checkpoint),
-        "options": {key: value for key, value in dataclasses.asdict(options).items() if key != "seed"},
+        "options": {key: value for key, value in recorded.items() if key != "seed"},
     }
 
 
