@@ -338,6 +338,7 @@ def run_benchmark(
         metrics["runtimes"] = {"openvino": openvino_metrics(latency, openvino_info)}
     metrics["memory_measured_at"] = f"batch {memory_batch}, {memory_seconds:g} s, all threads"
     middle = options.middle_seconds
+    # A variant this CPU could not run keeps an empty column: DVC draws nothing of a plot that lacks a field it lists.
     rows = [
         {
             "batch": batch,
@@ -345,6 +346,7 @@ def run_benchmark(
                 name: per_key[configuration_key(batch, middle, 1)]["latency_ms_p50"]
                 for name, per_key in latency.items()
             },
+            **{variant: "" for variant in not_run},
         }
         for batch in sorted(options.batches)
         if 1 in options.threads

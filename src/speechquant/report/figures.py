@@ -79,7 +79,8 @@ def plot_tradeoff(rows: list[dict[str, Any]], path: Path, caption: str) -> None:
 def plot_cer_by_length(rows: list[dict[str, Any]], path: Path, caption: str) -> None:
     """``rows``: one per length bin (``frames``, its median length), a CER column per variant."""
     figure, axes = plt.subplots(figsize=(7.5, 4.2))
-    for index, variant in enumerate(column for column in rows[0] if column != "frames"):
+    drawn = [column for column in rows[0] if column != "frames" and rows[0][column] != ""]  # "": not run here
+    for index, variant in enumerate(drawn):
         axes.plot(
             [row["frames"] for row in rows],
             [row[variant] for row in rows],
@@ -96,7 +97,7 @@ def plot_latency_vs_batch(rows: list[dict[str, str]], path: Path, caption: str) 
     """``rows``: one per batch size, a p50 latency column per variant (the benchmark's plot data)."""
     figure, axes = plt.subplots(figsize=(6.5, 4.2))
     batches = [int(r["batch"]) for r in rows]
-    for variant in [column for column in rows[0] if column != "batch"]:
+    for variant in [column for column in rows[0] if column != "batch" and rows[0][column] != ""]:  # "": not run
         axes.plot(batches, [float(r[variant]) for r in rows], marker="o", label=variant)
     axes.set_xscale("log", base=2)
     axes.set_yscale("log")

@@ -97,9 +97,10 @@ def tradeoff_rows(results: Results) -> list[dict[str, Any]]:
 
 
 def cer_by_length_rows(results: Results, split: str) -> list[dict[str, Any]]:
-    """The CER-by-length table of ``split`` for every variant (``cer_by_length``)."""
+    """The CER-by-length table of ``split`` for every variant (``cer_by_length``); a variant this CPU could
+    not run gets an empty column, since DVC draws nothing of a plot that lacks a field it lists."""
     scored = {variant: results.scored("eval", variant, split) for variant in results.variants}
-    return cer_by_length(scored, results.reference)
+    return [{**row, **{variant: "" for variant in results.skipped}} for row in cer_by_length(scored, results.reference)]
 
 
 def cer_by_length(scored: dict[str, Scored], reference: str) -> list[dict[str, Any]]:
