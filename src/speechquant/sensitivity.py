@@ -2,9 +2,10 @@
 
 Every candidate is the static int8 recipe with some layers left in float. Calibration
 runs once: ORT's calibration cache holds the ranges of every conv tensor, so each
-candidate only re-quantizes (about a second) and is scored on a dev subset. Per layer
-we measure quantizing only that layer and quantizing all layers but that one, as CER
-change against fp32 and mean per-frame KL divergence of the output distributions.
+candidate only re-quantizes (about a second) and is scored on a dev subset, decoded in
+``eval.workers`` processes as the evaluation does. Per layer we measure quantizing only
+that layer and quantizing all layers but that one, as CER change against fp32 and mean
+per-frame KL divergence of the output distributions.
 
 The choice keeps as few layers in float as meet ``max_cer_increase``; among equally
 small sets it keeps the one that costs least latency (multiply-accumulates per frame,
@@ -31,7 +32,7 @@ from speechquant.compare import CompareOptions, Scored, describe_difference, pai
 from speechquant.ctc import LAYER_NAMES, LAYERS
 from speechquant.decode import Decoder
 from speechquant.errors import UserError
-from speechquant.evaluate import model_outputs
+from speechquant.evaluate import decode_and_score, model_outputs
 from speechquant.metrics import char_edits
 from speechquant.params import Checked, limits
 from speechquant.quantize import QuantOptions, quantize
@@ -164,7 +165,7 @@ def run_sensitivity(
         return [every[i] for i in subset]
 
     def scored(got: list[np.ndarray]) -> Scored:
-        hypotheses = [decoder(o, len(o)) for o in got]
+        hypotheses = [hypothesis for hypothesis, _ in decode_and_score(decoder, [None] * len(got), got, workers)]
         edits = np.array([char_edits(r, h) for r, h in zip(references, hypotheses, strict=True)])
         ids = [dev.utterances[i].id for i in subset]
         return Scored(ids, references, hypotheses, edits, np.array([len(r) for r in references]))
