@@ -49,8 +49,7 @@ WAYS = ("unbalanced", "balanced")
 def log_probs(model: Path, store: Store, indices: list[int]) -> list[np.ndarray]:
     """The model's log-probs of the utterances at ``indices``, in that order."""
     session = open_model(model, threads=1).session
-    outputs, _ = model_outputs(session, store, batch_size=32, workers=os.cpu_count() or 1, only=indices)
-    return [outputs[index] for index in indices]
+    return model_outputs(session, store, batch_size=32, workers=os.cpu_count() or 1, only=indices)[0]
 
 
 def fidelity(reference: list[np.ndarray], candidate: list[np.ndarray]) -> dict[str, float]:

@@ -86,7 +86,7 @@ def model_outputs(
 ) -> tuple[list[np.ndarray], float]:
     """Each utterance's log-probs (its own output frames only), in store order, and wall seconds.
 
-    ``only`` runs just those store indices; the other utterances get empty arrays.
+    ``only`` runs just those store indices and returns their outputs in its order.
     """
     lengths = np.diff(store.offsets)
     chosen = np.arange(len(store)) if only is None else np.asarray(sorted(only), dtype=np.int64)
@@ -105,7 +105,8 @@ def model_outputs(
         for pairs in tqdm(done, total=len(batches), desc=progress, disable=progress is None, leave=False):
             for index, log_probs in pairs:
                 outputs[index] = log_probs
-    return outputs, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return (outputs if only is None else [outputs[i] for i in only]), seconds
 
 
 def evaluate_split(

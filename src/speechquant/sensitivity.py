@@ -161,8 +161,7 @@ def run_sensitivity(
         raise UserError("the dev split has utterances without transcripts; sensitivity needs references")
 
     def outputs(path: Path) -> list[np.ndarray]:
-        every, _ = model_outputs(session(path, threads=1), dev, batch_size=32, workers=workers, only=subset)
-        return [every[i] for i in subset]
+        return model_outputs(session(path, threads=1), dev, batch_size=32, workers=workers, only=subset)[0]
 
     def scored(got: list[np.ndarray]) -> Scored:
         hypotheses = [hypothesis for hypothesis, _ in decode_and_score(decoder, [None] * len(got), got, workers)]
