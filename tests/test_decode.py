@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from speechquant.ctc import greedy
-from speechquant.decode import LOOK_BACK_FRAMES, SETTLE_EVERY_FRAMES, Decoder, DecoderOptions, tie_breaker
+from speechquant.decode import (
+    LOOK_BACK_FRAMES,
+    SETTLE_EVERY_FRAMES,
+    TIE_BREAK_NATS,
+    Decoder,
+    DecoderOptions,
+    tie_breaker,
+)
 from speechquant.text import BLANK_ID, NUM_CLASSES, detokenize, tokenize
 
 
@@ -47,6 +54,18 @@ def test_exact_ties_decode_the_same_way_every_time():
     decoder = Decoder(DecoderOptions())
     first = decoder(frames, len(frames))
     assert all(decoder(frames, len(frames)) == first for _ in range(20))
+
+
+@pytest.mark.parametrize("log_prob", [-0.7188216, -3.1, -15.9, -100.0])
+def test_tied_classes_stay_apart_after_the_tie_breaking_offsets_in_float32(log_prob):
+    """Two classes tied at -0.7188216 in a bf16 model's output were still tied after offsets drawn independently
+    (0.00090643 and 0.00090642: closer than float32 resolves there), and that utterance decoded differently
+    depending on what the process had decoded before. Every frame's offsets must leave all classes apart."""
+    offsets = tie_breaker(0, 4096, NUM_CLASSES)
+    shifted = np.float32(log_prob) + offsets
+    assert shifted.dtype == np.float32
+    assert all(len(np.unique(row)) == NUM_CLASSES for row in shifted)
+    assert offsets.min() >= 0 and offsets.max() < TIE_BREAK_NATS
 
 
 def _whole_decode(decoder: Decoder, log_probs: np.ndarray) -> str:

@@ -213,17 +213,27 @@ _TIE_BREAK_FRAMES = 4096
 
 @cache
 def _tie_break_table(classes: int) -> np.ndarray:
-    return np.random.default_rng(0).uniform(0.0, TIE_BREAK_NATS, (_TIE_BREAK_FRAMES, classes)).astype(np.float32)
+    """Per frame, the classes in a random order, each given a slot of ``TIE_BREAK_NATS / classes`` and a random
+    place in its middle half: offsets of one frame are at least half a slot apart."""
+    rng = np.random.default_rng(0)
+    slots = np.argsort(rng.random((_TIE_BREAK_FRAMES, classes)), axis=1)
+    places = rng.uniform(0.25, 0.75, (_TIE_BREAK_FRAMES, classes))
+    return ((slots + places) * (TIE_BREAK_NATS / classes)).astype(np.float32)
 
 
 def tie_breaker(start: int, frames: int, classes: int) -> np.ndarray:
     """Fixed offsets below ``TIE_BREAK_NATS`` per (frame, class) for frames ``start`` on, added to the log-probs.
 
     flashlight orders hypotheses of equal score by their memory addresses, so exact ties
-    are broken differently from run to run. Quantized models produce exact ties all the
-    time (their logits take few values): on int8 dev outputs, 207 of 549 beam
-    hypotheses changed between two runs. The offsets make exact ties vanish while moving
-    no score by more than a thousandth of a nat per frame.
+    are broken by what the process allocated before: the same log-probs could decode
+    differently after other utterances, or in another process. Quantized models produce
+    exact ties all the time (their logits take few values): on int8 dev outputs, 207 of
+    549 beam hypotheses changed between two runs. The offsets make exact ties vanish while
+    moving no score by more than a thousandth of a nat per frame. They must survive float32
+    rounding: offsets drawn independently could lie closer than a log-prob's last bit (two
+    classes tied at -0.7188 in a bf16 model's output still tied after them), so each
+    frame's are at least ``TIE_BREAK_NATS / (2 * classes)`` apart (1.4e-5 for 35 classes,
+    more than the float32 spacing of any log-prob above -128).
     """
     table = _tie_break_table(classes)
     return table[(start + np.arange(frames)) % len(table)]
