@@ -1,13 +1,16 @@
 """tools/equalize_effect.py: its fidelity measures mean what they say, and it compares the quantize stage's
 own pruned_int8 with the same recipe unbalanced, refusing any other file."""
 
+import json
+
 import numpy as np
 import pytest
 
-from helpers import load_tool
+from helpers import REPO, load_tool
 from speechquant.batching import UtteranceSet
 from speechquant.compress import factorize, input_moments
 from speechquant.export import export, fold_batch_norm
+from speechquant.lock import locked_outputs
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
 from speechquant.splits import ALL_SPLITS
@@ -77,3 +80,11 @@ def test_a_pruned_int8_that_is_not_the_stage_recipes_is_refused(pipeline_layout,
     quantize("pruned_int8", source, other / "pruned_int8.onnx", options, Store(splits / "train"), balance=False)
     with pytest.raises(SystemExit, match="differs from"):
         load_tool("equalize_effect").measure(other, splits, exported, utterances=5)
+
+
+def test_the_readme_table_is_the_committed_report_of_the_pipelines_own_pruned_int8():
+    report = json.loads((REPO / "reports" / "equalize_effect.json").read_text())
+    locked = locked_outputs(REPO / "dvc.lock")
+    assert report["pruned_int8_md5"] == locked["models/quantized/pruned_int8.onnx"]
+    assert report["source_md5"] == locked["models/quantized/pruned_fp32.onnx"]
+    assert load_tool("equalize_effect").effect_block(report) in (REPO / "README.md").read_text(encoding="utf-8")
