@@ -66,6 +66,9 @@ def test_every_variant_runs_the_kernels_its_name_promises(exported, features, tm
     kernels = metrics["conv_kernels"]
     if VARIANTS[variant].kind == "static":  # static_*, auto_int8, pruned_int8 (here from the export)
         assert kernels.get("QLinearConv") == 11 - len(keep_float)
+        # each quantized conv's ReLU folded into its output range: only float layers keep theirs
+        relus = [node for node in onnx.load(str(output)).graph.node if node.op_type == "Relu"]
+        assert len(relus) == len([layer for layer in keep_float if layer != "conv10"])
     elif VARIANTS[variant].kind == "dynamic":
         assert kernels.get("ConvInteger") == 11 - len(keep_float)
     else:

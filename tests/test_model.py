@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from speechquant import ctc
+from speechquant.export import fold_batch_norm
 from speechquant.model import LAYER_NAMES, PRESETS, ModelOptions, Wav2Letter, output_lengths, parameter_count
 
 
@@ -37,6 +38,23 @@ def test_padding_never_changes_an_utterance_output(normalization):
     for row in range(3):
         alone, _ = model(features[row : row + 1, : lengths[row]], lengths[row : row + 1])
         torch.testing.assert_close(batched[row, : out_lengths[row]], alone[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_leaving_padding_before_pointwise_convs_changes_no_log_prob(fold):
+    """The export's graph skips two masks; every output frame, padded ones too, must stay the same."""
+    torch.manual_seed(0)
+    model = Wav2Letter(PRESETS["default"])
+    with torch.no_grad():  # batch norm statistics that are not the identity
+        for index in range(10):
+            norm = getattr(model, f"norm{index}")
+            norm.running_mean.uniform_(-1, 1), norm.running_var.uniform_(0.5, 2), norm.bias.uniform_(-1, 1)
+    model = fold_batch_norm(model) if fold else model.eval()
+    features, lengths = torch.randn(3, 300, 40), torch.tensor([300, 123, 40])
+    with torch.no_grad():
+        every, every_lengths = model(features, lengths)
+        fewer, fewer_lengths = model(features, lengths, zero_all_padding=False)
+    assert torch.equal(every, fewer) and torch.equal(every_lengths, fewer_lengths)
 
 
 def test_default_preset_is_narrower_with_batch_norm():

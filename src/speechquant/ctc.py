@@ -23,6 +23,16 @@ class ConvGeometry(NamedTuple):
     stride: int
     padding: int
 
+    @property
+    def keeps_length(self) -> bool:
+        """Whether every input length comes out as it went in (stride 1, "same" padding)."""
+        return self.stride == 1 and 2 * self.padding == self.kernel - 1
+
+    @property
+    def pointwise(self) -> bool:
+        """Whether each output frame reads a single input frame: padding can reach no valid frame."""
+        return self.kernel == 1 and self.padding == 0
+
 
 # conv0 halves the frame rate; conv8 (even kernel 32, padding 16) adds one frame.
 LAYERS = (

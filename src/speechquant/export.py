@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import warnings
 from pathlib import Path
 
@@ -71,6 +72,18 @@ def name_conv_nodes(graph: onnx.GraphProto) -> None:
         raise RuntimeError(f"exported graph has conv layers {found}, expected {list(LAYER_NAMES)}")
 
 
+def name_dynamic_axes(graph: onnx.GraphProto) -> None:
+    """Call the input's dynamic axes ``batch`` and ``frames`` wherever they appear (the exporter
+    names them s0, s1, ... when given ``dynamic_shapes``), as a runtime or a reader expects."""
+    axes = graph.input[0].type.tensor_type.shape.dim
+    names = {axes[0].dim_param: "batch", axes[1].dim_param: "frames"}
+    symbol = re.compile(r"\b(" + "|".join(re.escape(name) for name in names) + r")\b")
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.dim_param = symbol.sub(lambda found: names[found.group(0)], dim.dim_param)
+
+
 def export(model: Wav2Letter, path: Path, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
     """Write the ONNX model to ``path`` (atomically) and return it, checked.
 
@@ -84,15 +97,17 @@ def export(model: Wav2Letter, path: Path, metadata: dict[str, str] | None = None
         program = torch.onnx.export(
             folded,
             example,
+            kwargs={"zero_all_padding": False},  # the same log-probs, two fewer masks (Wav2Letter.run_layers)
             input_names=list(INPUTS),
             output_names=list(OUTPUTS),
-            dynamic_axes=DYNAMIC_AXES,
+            dynamic_shapes={**{name: DYNAMIC_AXES[name] for name in INPUTS}, "zero_all_padding": None},
             opset_version=OPSET,
             dynamo=True,
             verbose=False,
         )
         proto = program.model_proto
         name_conv_nodes(proto.graph)
+        name_dynamic_axes(proto.graph)
         onnx.helper.set_model_props(proto, metadata or {})
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, temporary)

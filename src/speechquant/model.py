@@ -4,7 +4,8 @@ Every preset shares the layer geometry in ``ctc.LAYERS``; presets differ in chan
 widths, batch norm and dropout. Layers are named ``conv0`` ... ``conv10`` here, in ONNX
 node names and in ``quant.exclude``.
 
-After every layer the frames beyond each utterance's own length are zeroed. A padded
+After every layer the frames beyond each utterance's own length are zeroed (the export skips
+it before the pointwise convs, which cannot carry padding into a valid frame). A padded
 utterance in a batch then sees exactly the zeros it would see alone at its end, so
 outputs do not depend on batch size or on the other utterances in the batch.
 """
@@ -139,24 +140,44 @@ class Wav2Letter(nn.Module):
         variance = _sum_to_length(centered**2, lengths) / count
         return (centered * torch.rsqrt(variance + 1e-5)).to(features.dtype)
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.run_layers(features, lengths, lambda index, x: getattr(self, LAYER_NAMES[index])(x))
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor, zero_all_padding: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs and output lengths; see ``run_layers`` for ``zero_all_padding``."""
+        return self.run_layers(
+            features, lengths, lambda index, x: getattr(self, LAYER_NAMES[index])(x), zero_all_padding
+        )
 
     def run_layers(
-        self, features: torch.Tensor, lengths: torch.Tensor, conv: Callable[[int, torch.Tensor], torch.Tensor]
+        self,
+        features: torch.Tensor,
+        lengths: torch.Tensor,
+        conv: Callable[[int, torch.Tensor], torch.Tensor],
+        zero_all_padding: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The network around its convs (normalization, batch norm, ReLU, dropout, padding masks);
-        ``conv(index, x)`` runs layer ``index``, so QAT can swap in fake-quantized convs."""
+        ``conv(index, x)`` runs layer ``index``, so QAT can swap in fake-quantized convs.
+
+        ``zero_all_padding=False`` leaves the padding unzeroed before a pointwise conv (conv9, conv10):
+        no valid frame reads it there, so the log-probs are the same at every frame, but statistics
+        over a whole batch (batch norm in training, the compress stage's moments) would count it. The
+        ONNX export uses it: two fewer masks, over the widest tensors. Lengths and masks are computed
+        only where a layer changes the frame count, so that the graph holds two of each, not eleven.
+        """
         x = self.normalize(features, lengths).transpose(1, 2)
-        for index in range(N_LAYERS):
+        valid: torch.Tensor | None = None  # (batch, 1, frames): True within each utterance's length
+        for index, geometry in enumerate(LAYERS):
             x = conv(index, x)
-            lengths = _layer_lengths(lengths, LAYERS[index])
-            if index < N_LAYERS - 1:
+            if valid is None or not geometry.keeps_length:
+                lengths = _layer_lengths(lengths, geometry)
+                valid = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None])[:, None, :]
+            last = index == N_LAYERS - 1
+            if not last:
                 if self.config.batch_norm:
                     x = getattr(self, f"norm{index}")(x)
                 x = self.dropout(torch.relu(x))
-            mask = torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]
-            x = x * mask[:, None, :].to(x.dtype)
+            if zero_all_padding or last or not LAYERS[index + 1].pointwise:
+                x = x * valid.to(x.dtype)
         return torch.log_softmax(x.transpose(1, 2), dim=-1), lengths
 
 
