@@ -87,7 +87,10 @@ def test_a_session_runs_and_its_peak_memory_is_measured_apart(exported, features
 
 EPYC = """processor\t: 0
 vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
 model name\t: AMD EPYC 9R14
+stepping\t: 1
 flags\t\t: fpu sse2 avx avx2 avx512f avx512_bf16 avx512_vnni avx512bw
 
 processor\t: 1
@@ -101,6 +104,13 @@ flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_til
 OLD = "model name\t: Intel(R) Core(TM) i7-4770\nflags\t\t: fpu sse4_2 avx avx2\n"
 
 
+def test_two_cpu_generations_named_and_flagged_alike_get_different_stamps():
+    zen5 = EPYC.replace("cpu family\t: 25\nmodel\t\t: 17", "cpu family\t: 26\nmodel\t\t: 2")
+    older, newer = hardware_stamp(EPYC), hardware_stamp(zen5)
+    assert older["cpu"] == newer["cpu"] and older["isa"] == newer["isa"] and older != newer
+    assert newer["cpu_id"] == "family 26 model 2 stepping 1"
+
+
 @pytest.mark.parametrize(
     ("cpuinfo", "cpu", "isa", "amx"),
     [
@@ -112,5 +122,6 @@ OLD = "model name\t: Intel(R) Core(TM) i7-4770\nflags\t\t: fpu sse4_2 avx avx2\n
 def test_the_hardware_stamp_reads_the_cpu_and_the_instruction_sets_that_decide_int8_speed(cpuinfo, cpu, isa, amx):
     stamp = hardware_stamp(cpuinfo)
     assert stamp["cpu"] == cpu and stamp["isa"] == isa
+    assert stamp["cpu_id"] == ("family 25 model 17 stepping 1" if cpuinfo is EPYC else "")
     assert stamp["flags"]["amx_int8"] is amx and stamp["flags"]["avx2"] is True
     assert stamp["flags"]["avx512_vnni"] is (cpuinfo is not OLD)

@@ -40,7 +40,7 @@ from speechquant.compress import CompressOptions, compress
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.evaluate import EvalOptions, evaluate_split
 from speechquant.export import export
-from speechquant.hardware import hardware_stamp
+from speechquant.hardware import hardware_stamp, machine_words
 from speechquant.lock import file_md5, locked_outputs
 from speechquant.model import load_model
 from speechquant.params import build, load_params, section
@@ -119,8 +119,8 @@ def seeds_block(report: dict[str, Any]) -> str:
         SEEDS_BEGIN,
         "",
         f"CER of the control and each compressed model's gap to that seed's control, relative, with its 95 % "
-        f"paired-bootstrap interval; {report['options']['steps']} steps; {machine['cpu']} ({machine['isa']}), "
-        f"{machine['cores']} cores, {report['seconds'] / 60:.0f} min in all{reused_words(report)}:",
+        f"paired-bootstrap interval; {report['options']['steps']} steps; {machine_words(machine)}"
+        f", {report['seconds'] / 60:.0f} min in all{reused_words(report)}:",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -178,7 +178,7 @@ def check_addable(report: dict[str, Any], own: dict[str, Any], seeds: list[int])
     for key in ("model_md5", "options"):
         if report[key] != own[key]:
             raise SystemExit(f"error: the report's {key} is not this run's: run every seed again without --add")
-    if report["machine"]["cpu"] != own["machine"]["cpu"]:
+    if any(report["machine"].get(key) != own["machine"].get(key) for key in ("cpu", "cpu_id")):
         raise SystemExit("error: the report was measured on another CPU: run every seed again without --add")
     shared = sorted(set(report["seeds"]) & {str(seed) for seed in seeds})
     if shared:

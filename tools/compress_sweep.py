@@ -31,7 +31,7 @@ from typing import Any
 from speechquant.batching import UtteranceSet
 from speechquant.compress import CompressOptions, compressed_model, fine_tune
 from speechquant.export import fold_batch_norm
-from speechquant.hardware import hardware_stamp
+from speechquant.hardware import hardware_stamp, machine_words
 from speechquant.lock import file_md5
 from speechquant.model import load_model
 from speechquant.params import build, load_params, section
@@ -106,7 +106,7 @@ def sweep_block(report: dict[str, Any]) -> str:
         SWEEP_BEGIN,
         "",
         f"{options['steps']} fine-tuning steps each, all in one loop; dev greedy CER, one run each; "
-        f"{machine['cpu']} ({machine['isa']}), {machine['cores']} cores, {report['seconds'] / 60:.0f} min in all:",
+        f"{machine_words(machine)}, {report['seconds'] / 60:.0f} min in all:",
         "",
         *table(report["candidates"]),
     ]

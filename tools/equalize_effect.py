@@ -33,7 +33,7 @@ from speechquant.calibration import seeded_subset
 from speechquant.compare import CompareOptions, paired_bootstrap
 from speechquant.decode import Decoder, DecoderOptions
 from speechquant.evaluate import EvalOptions, model_outputs
-from speechquant.hardware import hardware_stamp
+from speechquant.hardware import hardware_stamp, machine_words
 from speechquant.lock import file_md5
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
@@ -77,7 +77,7 @@ def effect_block(report: dict[str, Any]) -> str:
         f"`pruned_int8` made from the pipeline's `pruned_fp32` without and with the balancing (the latter is the "
         f"stage's own file); fidelity to the float model on {report['utterances']} dev utterances, beam-20 CER "
         f"on every split, the balanced model's difference to the unbalanced one relative, with its 95 % "
-        f"paired-bootstrap interval; {machine['cpu']} ({machine['isa']}), {machine['cores']} cores, "
+        f"paired-bootstrap interval; {machine_words(machine)}, "
         f"{report['seconds'] / 60:.0f} min:",
         "",
         "| | without | with | difference |",

@@ -100,7 +100,8 @@ def decoder_words(decoder: dict[str, Any] | None) -> str:
 def machine_words(results: Results) -> str:
     hardware = results.benchmark["hardware"]
     isa = hardware.get("isa") or ", ".join(f for f, on in hardware["flags"].items() if on)
-    return f"{hardware['cpu']}, {hardware['cores']} cores ({isa}), onnxruntime {hardware['onnxruntime']}"
+    cpu = f"{hardware['cpu']} ({hardware['cpu_id']})" if hardware.get("cpu_id") else hardware["cpu"]
+    return f"{cpu}, {hardware['cores']} cores ({isa}), onnxruntime {hardware['onnxruntime']}"
 
 
 def _versus(results: Results, variant: str, split: str) -> str:
