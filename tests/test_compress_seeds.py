@@ -101,6 +101,7 @@ def test_seeds_added_later_join_the_table_only_from_the_same_model_options_and_c
         "another model": {**report, "model_md5": "0" * 32},
         "other options": {**report, "options": {**report["options"], "steps": 1}},
         "another CPU": {**report, "machine": {**report["machine"], "cpu": "another"}},
+        "another generation of it": {**report, "machine": {**report["machine"], "cpu_id": "family 0 model 0"}},
         "a seed twice": {**report, "seeds": {"1": {}}},
     }
     for why, unlike in refusals.items():
