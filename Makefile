@@ -20,7 +20,7 @@ pipeline: $(INSTALLED)
 	dvc repro
 
 test: $(INSTALLED)
-	python -m pytest
+	python -m pytest --durations=15   # the slowest tests, so that CI time can be kept in check
 
 # The edit loop: everything but the slow tier (end-to-end runs, subprocesses, espeak-ng speech).
 test-fast: $(INSTALLED)

@@ -9,7 +9,7 @@ from speechquant.lock import locked_outputs
 
 def test_the_profile_accounts_for_the_convolutions_and_the_rest(exported, features):
     tool = load_tool("op_profile")
-    times = tool.profile(exported, *benchmark_inputs(features, 1, 2.0), runs=2)
+    times = tool.profile({"model": exported}, *benchmark_inputs(features, 1, 2.0), runs=2)["model"]
     result = tool.summary(exported, times)
     # the float export: ORT fuses each conv with its ReLU; the padding masks are Muls
     assert times.get("FusedConv", 0) + times.get("Conv", 0) > 0 and times["Mul"] > 0

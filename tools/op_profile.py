@@ -13,8 +13,9 @@ that commit's ``dvc.lock``:
     python tools/op_profile.py models/quantized/pruned_int8.onnx \\
         pruned_int8@7a2fb46=.dvc/cache/files/md5/b3/... --output reports/op_profile.json --readme
 
-About 10 s a model. Profiling adds a little time to every node, so the totals run above the
-benchmark's latencies; compare shares, and models with each other, not with it.
+About 15 s a model; the models take turns run by run. Profiling adds a little time to every
+node, so the totals run above the benchmark's latencies; compare shares, and models with each
+other, not with it.
 """
 
 from __future__ import annotations
@@ -38,37 +39,45 @@ from speechquant.hardware import hardware_stamp, machine_words
 from speechquant.store import Store
 
 SECONDS = 10.0
-RUNS = 30
+RUNS = 100
 CONVOLUTIONS = ("Conv", "QLinearConv", "ConvInteger", "FusedConv")
 PROFILE_BEGIN = "<!-- op profile: written by tools/op_profile.py from reports/op_profile.json -->"
 PROFILE_END = "<!-- end of op profile -->"
 
 
-def profile(path: Path, features: np.ndarray, lengths: np.ndarray, runs: int = RUNS) -> dict[str, float]:
-    """Mean kernel milliseconds per run, by operator type, after one warm-up run."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
+def profile(
+    paths: dict[str, Path], features: np.ndarray, lengths: np.ndarray, runs: int = RUNS
+) -> dict[str, dict[str, float]]:
+    """Per model, mean kernel milliseconds per run by operator type, over ``runs`` runs after a
+    warm-up run. The models take turns run by run, so that a drift of the machine's speed (it is
+    shared) falls on all of them alike rather than on whichever ran last."""
+    feed = {"features": features, "lengths": lengths}
     with tempfile.TemporaryDirectory() as scratch:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(scratch) / "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {"features": features, "lengths": lengths}
-        session.run(None, feed)  # the warm-up run, profiled too: subtracted below
-        warm = Counter(kernel_times(session.end_profiling()))
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        sessions = {}
+        for index, (label, path) in enumerate(paths.items()):
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = options.inter_op_num_threads = 1
+            options.enable_profiling = True
+            options.profile_file_prefix = str(Path(scratch) / f"profile{index}")
+            sessions[label] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         for _ in range(runs + 1):
-            session.run(None, feed)
-        total = Counter(kernel_times(session.end_profiling()))
-    total.subtract(warm)
-    return {op: round(microseconds / runs / 1000, 4) for op, microseconds in total.most_common()}
+            for session in sessions.values():
+                session.run(None, feed)
+        results = {}
+        for label, session in sessions.items():
+            times = kernel_times(json.loads(Path(session.end_profiling()).read_text()), after_run=1)
+            results[label] = {op: round(microseconds / runs / 1000, 4) for op, microseconds in times.most_common()}
+    return results
 
 
-def kernel_times(profile_path: str) -> Counter:
-    """Microseconds of kernel time per operator type in one ORT profile file."""
-    events = json.loads(Path(profile_path).read_text())
+def kernel_times(events: list[dict[str, Any]], after_run: int) -> Counter:
+    """Microseconds of kernel time per operator type in an ORT profile's events, counting only the
+    runs after the first ``after_run`` (the warm-up's allocations and first-touch faults)."""
+    run_ends = sorted(event["ts"] + event["dur"] for event in events if event["name"] == "model_run")
+    start = run_ends[after_run - 1] if after_run else -1
     times: Counter = Counter()
     for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] > start:
             times[event["args"]["op_name"]] += event["dur"]
     return times
 
@@ -131,7 +140,8 @@ def main() -> None:
     if args.readme and not args.output:
         raise SystemExit("error: --readme needs --output: the README's table is the report's")
     features, lengths = benchmark_inputs(Store(args.features), 1, SECONDS)
-    results = {label: summary(path, profile(path, features, lengths)) for label, path in models.items()}
+    times = profile(models, features, lengths)
+    results = {label: summary(path, times[label]) for label, path in models.items()}
     for label, result in results.items():
         others = ", ".join(f"{op} {ms:.3f}" for op, ms in largest_others(result))
         print(f"{label}: {result['total_ms']:.2f} ms, {result['convolution_share']:.1%} in convolutions; {others}")

@@ -49,8 +49,8 @@ def cpu_id(fields: dict[str, str]) -> str:
     """Family, model and stepping, e.g. "family 26 model 2 stepping 1"; "" where /proc/cpuinfo has none.
 
     A virtual machine may name two CPU generations alike with the same flags: the 2-core "AMD
-    EPYC" of this project's runs was a Zen 4-class core (family 25) in some and a Zen 5 (family
-    26) in others, whose fp32 GEMM is 2.4 times as fast. The name and ISA alone cannot tell them apart.
+    EPYC" of this project's runs was an older core in some and a Zen 5 (family 26) in others,
+    whose one-core fp32 GEMM is 2.4 times as fast. The name and ISA alone cannot tell them apart.
     """
     parts = [
         (word, fields.get(key))
