@@ -21,7 +21,6 @@ other, not with it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import tempfile
 from collections import Counter
@@ -36,6 +35,7 @@ from compress_sweep import readme_with
 from speechquant.benchmark import benchmark_inputs
 from speechquant.fileio import write_json
 from speechquant.hardware import hardware_stamp, machine_words
+from speechquant.lock import file_md5
 from speechquant.store import Store
 
 SECONDS = 10.0
@@ -65,19 +65,18 @@ def profile(
                 session.run(None, feed)
         results = {}
         for label, session in sessions.items():
-            times = kernel_times(json.loads(Path(session.end_profiling()).read_text()), after_run=1)
+            times = kernel_times(json.loads(Path(session.end_profiling()).read_text()))
             results[label] = {op: round(microseconds / runs / 1000, 4) for op, microseconds in times.most_common()}
     return results
 
 
-def kernel_times(events: list[dict[str, Any]], after_run: int) -> Counter:
-    """Microseconds of kernel time per operator type in an ORT profile's events, counting only the
-    runs after the first ``after_run`` (the warm-up's allocations and first-touch faults)."""
-    run_ends = sorted(event["ts"] + event["dur"] for event in events if event["name"] == "model_run")
-    start = run_ends[after_run - 1] if after_run else -1
+def kernel_times(events: list[dict[str, Any]]) -> Counter:
+    """Microseconds of kernel time per operator type in an ORT profile's events, leaving out the
+    first run (the warm-up's allocations and first-touch faults)."""
+    warm_up_end = min(event["ts"] + event["dur"] for event in events if event["name"] == "model_run")
     times: Counter = Counter()
     for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] > start:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] > warm_up_end:
             times[event["args"]["op_name"]] += event["dur"]
     return times
 
@@ -86,7 +85,7 @@ def summary(path: Path, times: dict[str, float]) -> dict[str, Any]:
     total = sum(times.values())
     convolutions = sum(ms for op, ms in times.items() if op in CONVOLUTIONS)
     return {
-        "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+        "md5": file_md5(path),
         "nodes": len(onnx.load(str(path)).graph.node),
         "total_ms": round(total, 3),
         "convolution_ms": round(convolutions, 3),
