@@ -94,8 +94,8 @@ def dev_scores(model: Wav2Letter, dev: UtteranceSet) -> Scored:
                 references.append(reference)
                 hypotheses.append(hypothesis)
                 edits.append(char_edits(reference, hypothesis))
-    lengths_ = np.array([len(text) for text in references], dtype=np.int64)
-    return Scored(ids, references, hypotheses, np.array(edits, dtype=np.int64), lengths_)
+    characters = np.array([len(text) for text in references], dtype=np.int64)
+    return Scored(ids, references, hypotheses, np.array(edits, dtype=np.int64), characters)
 
 
 def fine_tune_each(
