@@ -83,7 +83,7 @@ class CompressOptions(Checked):
     steps: int = field(default=400, metadata=limits(1, 1_000_000))  # fine-tuning steps, compressed and control alike
     learning_rate: float = field(default=6e-4, metadata=limits(above=0, high=10))  # the cosine's start
     batch_frames: int = field(default=8000, metadata=limits(1))
-    distill_weight: float = field(default=0.5, metadata=limits(0, 1))  # 0: CTC only; 1: distillation only
+    distill_weight: float = field(default=0.2, metadata=limits(0, 1))  # 0: CTC only; 1: distillation only
     teacher: str = field(default="trained", metadata=limits(choices=TEACHERS))  # the compressed model's teacher
     precision: str = field(default="auto", metadata=limits(choices=("auto", "fp32", "bf16")))  # train.resolve_precision
     device: str = field(default="auto", metadata=limits(choices=("auto", "cpu", "cuda")))  # auto: CUDA if present
