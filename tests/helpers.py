@@ -28,6 +28,17 @@ def trained_model_md5() -> str:
     return locked_outputs(REPO / "dvc.lock")["models/model.pt"]
 
 
+ZEN5_RUN = REPO / "reports" / "pipeline_zen5"
+"""The committed run up to commit 11800d5 (a 2-core Zen 5 EPYC, ``compress.distill_weight: 0.5``): its
+``dvc.lock`` and metrics. Reports measured on its files and not run again since name them, and the
+README says so: ``compress_seeds_800*.json``, ``op_profile.json``."""
+
+
+def zen5_run_outputs() -> dict[str, str]:
+    """The md5 of each output of the Zen 5 run, as its ``dvc.lock`` records it."""
+    return locked_outputs(ZEN5_RUN / "dvc.lock")
+
+
 PLATEAU_MODEL_MD5 = "c4b47ea4c4c10ec5ef36addbc4bebe6e"
 """The last model trained with ``train.schedule: plateau`` (dvc.lock up to commit 98cc224). The reports that
 show why ``anneal`` became the default are of it, and the README says so: ``train_end_lr.json``,
