@@ -9,6 +9,7 @@ import yaml
 
 from helpers import REPO, load_tool
 from speechquant.compare import Scored, paired_bootstrap
+from speechquant.lock import locked_outputs
 
 
 def recipe_tool() -> ModuleType:
@@ -42,8 +43,7 @@ def test_every_gap_is_the_bootstrap_of_the_stored_edits_against_the_stage_recipe
 
 
 def test_the_report_was_made_from_the_model_of_the_xeon_run_it_is_quoted_beside():
-    lock = yaml.safe_load((REPO / "reports" / "pipeline_xeon_amx" / "dvc.lock").read_text())
-    trained = {out["path"]: out["md5"] for out in lock["stages"]["train"]["outs"]}["models/model.pt"]
+    trained = locked_outputs(REPO / "reports" / "pipeline_xeon_amx" / "dvc.lock")["models/model.pt"]
     for loop in committed_report()["loops"].values():
         assert loop["model_md5"] == trained
         assert loop["machine"]["cpu_id"] == "family 6 model 167 stepping 1"
