@@ -233,3 +233,38 @@ def test_the_options_record_the_precision_auto_resolves_to_so_the_committed_repo
     assert tool.provenance(options, checkpoint)["options"] == committed_report()["options"]
     monkeypatch.setattr(train, "native_bf16", lambda: False)
     assert tool.provenance(options, checkpoint)["options"]["precision"] == "fp32"
+
+
+def test_the_readme_quotes_the_half_batch_report_of_the_committed_runs_model_with_its_options_but_batch_frames():
+    """`compress.batch_frames: 4000` was measured on the committed run's trained model with its compress
+    params otherwise; the README must quote its mean gaps and the CERs it compares with the committed seeds'."""
+    half = json.loads((REPO / "reports" / "compress_seeds_batch4000.json").read_text())
+    full = committed_report()
+    assert half["model_md5"] == trained_model_md5() == full["model_md5"]
+    assert half["machine"]["cpu_id"] == full["machine"]["cpu_id"]
+    assert {**half["options"], "batch_frames": full["options"]["batch_frames"]} == full["options"]
+    assert half["options"]["batch_frames"] == 4000 and sorted(half["seeds"]) == sorted(full["seeds"])
+    int8, fp32 = half["mean_gaps"]["pruned_int8"], half["mean_gaps"]["pruned_fp32"]
+    readme = readme_words()
+    quoted = f"**{int8['dev']:+.2%} on dev and {int8['test']:+.2%} on test** (`pruned_fp32` {fp32['dev']:+.2%} and"
+    assert quoted.replace("%", " %").replace("-", "\u2212") in readme
+
+    def mean_test_cer(report: dict, variant: str) -> str:
+        return f"{sum(run[variant]['test']['cer'] for run in report['seeds'].values()) / len(report['seeds']):.4f}"
+
+    for variant, words in (("fp32_finetuned", "the control"), ("pruned_int8", "of `pruned_int8`")):
+        assert f"{words} {mean_test_cer(full, variant)} → {mean_test_cer(half, variant)}" in readme, variant
+
+
+def test_the_readme_quotes_the_step_profile_and_it_says_the_step_is_mostly_convolution():
+    profile = json.loads((REPO / "reports" / "train_step_profile.json").read_text())
+    assert profile["machine"]["cpu_id"] == committed_report()["machine"]["cpu_id"]
+    part = profile["part_ms"]
+    quoted = (
+        f"**{profile['step_ms']} ms a step** here (forward {part['forward']}, CTC {part['ctc']}, backward "
+        f"{part['backward']}, clipping {part['clip']}, AdamW {part['adamw']}), {profile['conv_share']:.1%}"
+    )
+    assert quoted.replace("%", " %") in readme_words()
+    assert f"computes {profile['forward_gflops']} GFLOP/s" in readme_words()
+    assert f"against {profile['matmul_gflops']} for a 2048²" in readme_words()
+    assert profile["conv_share"] > 0.5 and abs(profile["step_ms"] - sum(part.values())) < 0.5
