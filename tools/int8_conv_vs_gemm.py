@@ -144,11 +144,9 @@ def measure() -> dict[str, Any]:
     return {"machine": hardware_stamp(), "layers": rows_by_layer}
 
 
-def table(report: dict[str, Any]) -> str:
-    """The README's table of the report, captioned with the machine, markers included."""
+def rows(report: dict[str, Any]) -> str:
+    """The report as a captioned table: one row per layer."""
     lines = [
-        TABLE_BEGIN,
-        "",
         f"One int8 layer at batch 1, 10 s, one thread; {machine_words(report['machine'])}:",
         "",
         "| layer | MACs | int8 conv ms | GMAC/s | int8 GEMM ms | GMAC/s | GEMM's speed-up |",
@@ -160,7 +158,12 @@ def table(report: dict[str, Any]) -> str:
             f"| {name} | {row['macs'] / 1e6:.0f} M | {row['int8_conv_ms']:.3f} | {row['int8_conv_gmacs']:.0f} | "
             f"{row['int8_gemm_ms']:.3f} | {row['int8_gemm_gmacs']:.0f} | {ratio:.1f}x |"
         )
-    return "\n".join([*lines, "", TABLE_END])
+    return "\n".join(lines)
+
+
+def table(report: dict[str, Any]) -> str:
+    """The README's table of the report, markers included."""
+    return "\n".join([TABLE_BEGIN, "", rows(report), "", TABLE_END])
 
 
 def main() -> None:
