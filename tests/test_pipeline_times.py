@@ -1,0 +1,43 @@
+"""The README's table of pipeline times: each row with a kept log is that log's, not typed by hand."""
+
+import itertools
+import re
+from datetime import datetime
+
+import pytest
+
+from helpers import REPO
+
+LOGS = {
+    "AMD EPYC Zen 4 (cpu family 25 model 17; the committed run)": REPO / "reports" / "pipeline_zen4" / "stages.log",
+    "Intel Xeon with AMX (family 6 model 167), fresh clone of 29b23c4, setup included": REPO
+    / "reports"
+    / "pipeline_xeon_amx"
+    / "stages.log",
+}
+
+
+def stage_minutes(log: str) -> dict[str, float]:
+    """Minutes from each stage's start to the next stage's, from a `time make pipeline` log whose lines
+    are stamped HH:MM:SS; `all` is what `time` printed."""
+    starts = [
+        (match[2], datetime.strptime(match[1], "%H:%M:%S"))
+        for match in re.finditer(r"^(\d\d:\d\d:\d\d) Running stage '([^']+)'", log, re.MULTILINE)
+    ]
+    minutes = {name: (following - began).seconds / 60 for (name, began), (_, following) in itertools.pairwise(starts)}
+    real = re.search(r"^real\s+(\d+)m([\d.]+)s", log, re.MULTILINE)
+    assert real is not None
+    return {**minutes, "all": int(real[1]) + float(real[2]) / 60}
+
+
+@pytest.mark.parametrize("cpu", list(LOGS))
+def test_the_readme_row_of_a_cpu_with_a_kept_log_is_that_logs(cpu):
+    minutes = stage_minutes(LOGS[cpu].read_text())
+    row = f"| {cpu} | {minutes['all']:.0f} | {minutes['train']:.0f} | {minutes['compress']:.0f} |"
+    assert row in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_stage_minutes_run_from_one_stage_to_the_next():
+    log = "10:00:00 Running stage 'train':\n10:39:30 Running stage 'export':\n"
+    log += "10:40:00 Running stage 'lm':\nreal\t50m6.0s\n"
+    assert stage_minutes(log) == {"train": 39.5, "export": 0.5, "all": 50.1}
