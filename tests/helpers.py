@@ -31,7 +31,7 @@ def trained_model_md5() -> str:
 ZEN5_RUN = REPO / "reports" / "pipeline_zen5"
 """The committed run up to commit 11800d5 (a 2-core Zen 5 EPYC, ``compress.distill_weight: 0.5``): its
 ``dvc.lock`` and metrics. Reports measured on its files and not run again since name them, and the
-README says so: ``compress_seeds_800*.json``, ``op_profile.json``."""
+README says so: ``compress_seeds_800.json``, ``compress_seeds_800_control_teacher.json``, ``op_profile.json``."""
 
 
 def zen5_run_outputs() -> dict[str, str]:

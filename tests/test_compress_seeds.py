@@ -268,3 +268,26 @@ def test_the_readme_quotes_the_step_profile_and_it_says_the_step_is_mostly_convo
     assert f"computes {profile['forward_gflops']} GFLOP/s" in readme_words()
     assert f"against {profile['matmul_gflops']} for a 2048²" in readme_words()
     assert profile["conv_share"] > 0.5 and abs(profile["step_ms"] - sum(part.values())) < 0.5
+
+
+def test_the_readme_quotes_the_800_step_report_at_the_default_weight_of_the_committed_runs_model():
+    """800 steps at distillation weight 0.2, on the committed run's model with its compress params but
+    the steps; the README must quote its mean gaps and the mean test CERs it compares with 1,600 steps'."""
+    fewer = json.loads((REPO / "reports" / "compress_seeds_800_w02.json").read_text())
+    full = committed_report()
+    assert fewer["model_md5"] == trained_model_md5() and fewer["machine"]["cpu_id"] == full["machine"]["cpu_id"]
+    assert {**fewer["options"], "steps": full["options"]["steps"]} == full["options"]
+    assert fewer["options"]["steps"] == 800 and sorted(fewer["seeds"]) == sorted(full["seeds"])
+    int8, fp32 = fewer["mean_gaps"]["pruned_int8"], fewer["mean_gaps"]["pruned_fp32"]
+    readme = readme_words()
+    quoted = f"**{int8['dev']:.2%} behind on dev and {int8['test']:.2%} on test** (`pruned_fp32` {fp32['dev']:.2%} and"
+    assert quoted.replace("%", " %") in readme
+
+    def mean_test_cer(report: dict, variant: str) -> str:
+        return f"{sum(run[variant]['test']['cer'] for run in report['seeds'].values()) / len(report['seeds']):.4f}"
+
+    for variant, words in (("fp32_finetuned", "the control"), ("pruned_int8", "of `pruned_int8`")):
+        assert f"{words} {mean_test_cer(fewer, variant)} at 800 and {mean_test_cer(full, variant)}" in readme, variant
+    int8, fp32 = full["mean_gaps"]["pruned_int8"], full["mean_gaps"]["pruned_fp32"]
+    quoted = f"at 1,600 steps {int8['dev']:.2%} and {int8['test']:.2%}, and {fp32['dev']:.2%} and {fp32['test']:.2%})"
+    assert quoted.replace("%", " %") in readme
