@@ -16,6 +16,11 @@ def committed_report() -> dict:
     return json.loads((REPO / "reports" / "compress_seeds.json").read_text())
 
 
+def mean_test_cer(report: dict, variant: str) -> str:
+    """A variant's test CER averaged over a report's seeds, as the README quotes it."""
+    return f"{sum(run[variant]['test']['cer'] for run in report['seeds'].values()) / len(report['seeds']):.4f}"
+
+
 def test_the_readme_table_is_what_the_committed_report_renders():
     block = load_tool("compress_seeds").seeds_block(committed_report())
     assert block in (REPO / "README.md").read_text(encoding="utf-8")
@@ -249,9 +254,6 @@ def test_the_readme_quotes_the_half_batch_report_of_the_committed_runs_model_wit
     quoted = f"**{int8['dev']:+.2%} on dev and {int8['test']:+.2%} on test** (`pruned_fp32` {fp32['dev']:+.2%} and"
     assert quoted.replace("%", " %").replace("-", "\u2212") in readme
 
-    def mean_test_cer(report: dict, variant: str) -> str:
-        return f"{sum(run[variant]['test']['cer'] for run in report['seeds'].values()) / len(report['seeds']):.4f}"
-
     for variant, words in (("fp32_finetuned", "the control"), ("pruned_int8", "of `pruned_int8`")):
         assert f"{words} {mean_test_cer(full, variant)} → {mean_test_cer(half, variant)}" in readme, variant
 
@@ -282,9 +284,6 @@ def test_the_readme_quotes_the_800_step_report_at_the_default_weight_of_the_comm
     readme = readme_words()
     quoted = f"**{int8['dev']:.2%} behind on dev and {int8['test']:.2%} on test** (`pruned_fp32` {fp32['dev']:.2%} and"
     assert quoted.replace("%", " %") in readme
-
-    def mean_test_cer(report: dict, variant: str) -> str:
-        return f"{sum(run[variant]['test']['cer'] for run in report['seeds'].values()) / len(report['seeds']):.4f}"
 
     for variant, words in (("fp32_finetuned", "the control"), ("pruned_int8", "of `pruned_int8`")):
         assert f"{words} {mean_test_cer(fewer, variant)} at 800 and {mean_test_cer(full, variant)}" in readme, variant

@@ -65,7 +65,7 @@ def step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, optio
     loss = timed("ctc", lambda: ctc_loss_sum(log_probs, lengths, batch) / len(batch.indices))
     optimizer.zero_grad(set_to_none=True)
     timed("backward", loss.backward)
-    timed("clip", lambda: nn.utils.clip_grad_norm_(model.parameters(), 5.0))
+    timed("clip", lambda: nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip))
     timed("adamw", optimizer.step)
     return seconds
 
