@@ -1,6 +1,7 @@
 """The README's table of pipeline times: each row with a kept log is that log's, not typed by hand."""
 
 import itertools
+import json
 import re
 from datetime import datetime
 
@@ -41,3 +42,13 @@ def test_stage_minutes_run_from_one_stage_to_the_next():
     log = "10:00:00 Running stage 'train':\n10:39:30 Running stage 'export':\n"
     log += "10:40:00 Running stage 'lm':\nreal\t50m6.0s\n"
     assert stage_minutes(log) == {"train": 39.5, "export": 0.5, "all": 50.1}
+
+
+def test_the_zen3_training_estimate_is_five_times_its_two_epoch_run():
+    run = json.loads((REPO / "reports" / "pipeline_zen3" / "train_2_epochs.json").read_text())
+    assert run["epochs"] == 2 and run["precision"] == "fp32"
+    estimate = run["wall_seconds"] * 5 / 60
+    rate = run["train_audio_seconds_per_second"]
+    minutes = run["wall_seconds"] / 60
+    row = f"about {estimate:.0f} in fp32 (5 x the {minutes:.0f} min of `train.epochs=2`, {rate:.0f} audio-s/s)"
+    assert row in (REPO / "README.md").read_text(encoding="utf-8")

@@ -1,0 +1,94 @@
+"""tools/int8_exactness.py: its kernel check compares with exact integer products, its reference runs
+the int8 model's own float arithmetic (never an int8 kernel), and the README shows its report."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from helpers import REPO, load_tool
+from speechquant.params import build, load_params, section
+from speechquant.quantize import QuantOptions, quantize
+from speechquant.runtime import session
+from speechquant.store import pad_rows
+
+
+def test_uint8_by_uint8_is_exact_on_every_cpu_and_the_uint8_by_int8_share_is_a_share():
+    measured = load_tool("int8_exactness").kernel_errors(rows=32, depth=64, columns=16)
+    assert measured["uint8_x_uint8"] == {"wrong_share": 0.0, "max_abs_error": 0}
+    assert 0.0 <= measured["uint8_x_int8"]["wrong_share"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512_vnni", True), ("avx2 avx_vnni", True), ("", False)],
+)
+def test_vnni_is_read_from_either_dot_product_flag(flags, expected):
+    cpuinfo = f"processor\t: 0\nflags\t\t: {flags}\n"
+    assert load_tool("int8_exactness").vnni(cpuinfo) is expected
+
+
+@pytest.fixture(scope="module")
+def int8_models(exported, features, tmp_path_factory):
+    root = tmp_path_factory.mktemp("int8_exactness")
+    options = build(QuantOptions, section(load_params(), "quant"), "quant")
+    for variant in ("static_int8", "dynamic_int8"):
+        quantize(variant, exported, root / f"{variant}.onnx", options, features)
+    return root
+
+
+def test_the_reference_runs_the_quantized_arithmetic_in_float_and_refuses_a_file_written_with_int8_kernels(
+    int8_models, exported, features
+):
+    tool = load_tool("int8_exactness")
+    inputs, lengths = pad_rows([np.asarray(features[i], dtype=np.float32) for i in range(4)])
+    feed = {"features": inputs, "lengths": lengths}
+    floating = session(exported).run(["log_probs"], feed)[0]
+    reference = tool.reference_session(int8_models / "static_int8.onnx").run(["log_probs"], feed)[0]
+    difference = np.abs(reference - floating).max()
+    assert 0 < difference < 1.0  # quantized (not the float model), yet the same model
+    with pytest.raises(SystemExit, match="ConvInteger"):
+        tool.reference_session(int8_models / "dynamic_int8.onnx")
+
+
+def int8_weights(path) -> list[np.ndarray]:
+    graph = onnx.load(str(path)).graph
+    """The conv weights of a QDQ file (its int8 zero points are vectors)."""
+    return [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims[1:]]
+
+
+def test_the_seven_bit_remake_is_the_stage_recipe_with_every_weight_in_minus_64_to_64(
+    int8_models, exported, features, tmp_path
+):
+    tool = load_tool("int8_exactness")
+    tool.with_seven_bit_weights("static_int8", exported, tmp_path / "seven.onnx", features)
+    eight, seven = int8_weights(int8_models / "static_int8.onnx"), int8_weights(tmp_path / "seven.onnx")
+    assert len(seven) == len(eight) == 11  # one per conv, as the stage makes it
+    assert max(int(np.abs(w).max()) for w in eight) > 64
+    assert all(w.min() >= -64 and w.max() <= 64 for w in seven)
+    assert all(int(np.abs(w).max()) >= 64 for w in seven)  # the 7-bit range is used, not squeezed further
+
+
+def test_readme_shows_the_kept_report_as_the_tool_renders_it():
+    tool = load_tool("int8_exactness")
+    reports = sorted((REPO / "reports").glob("int8_exactness_*.json"))
+    assert reports, "no kept report"
+    readme = (REPO / "README.md").read_text()
+    for path in reports:
+        assert tool.exactness_block(json.loads(path.read_text())) in readme
+
+
+def test_the_ratio_and_the_no_vnni_speeds_the_readme_quotes_are_the_reports():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    report = json.loads((REPO / "reports" / "int8_exactness_zen3.json").read_text())
+    ways = report["fidelity"]
+    ratio = ways["kernels_vs_fp32"]["mean_kl"] / ways["reference_vs_fp32"]["mean_kl"]
+    assert f"about {round(ratio, -1):.0f} times further from fp32" in readme
+    check = json.loads((REPO / "reports" / "runtime_check_zen3.json").read_text())
+    latency, gemm = check["latency_batch1_10s_1thread"], check["one_core_gemm"]
+    assert check["hardware"]["flags"]["avx512_vnni"] is False
+    assert f"`static_int8` ran {latency['onnxruntime:static_int8']['x_onnxruntime_fp32']:.2f}x its fp32" in readme
+    assert f"(OpenVINO's {latency['openvino:static_int8']['x_onnxruntime_fp32']:.2f}x)" in readme
+    assert f"{gemm['int8_gmacs']} GMAC/s against {gemm['fp32_gmacs']} in fp32" in readme

@@ -1,0 +1,294 @@
+"""Whether ONNX Runtime's int8 kernels compute what an int8 model says on this CPU, and what
+any difference costs in CER.
+
+    python tools/int8_exactness.py [--variant static_int8] [--utterances 150]
+                                   [--output reports/int8_exactness_<machine>.json]
+    python tools/int8_exactness.py --readme-only --output reports/int8_exactness_<machine>.json
+
+Without VNNI (AVX2 only, or AVX-512 without VNNI) ONNX Runtime's MLAS multiplies uint8
+activations by int8 weights with VPMADDUBSW, which adds each pair of products into a signed
+16-bit value with saturation: two products of 255 x 127 (64,770) come out as 32,767. VNNI
+adds four products straight into 32 bits, which this model never overflows, and uint8 x
+uint8 runs a widening kernel that is exact everywhere. So the same int8 file can compute
+something else on an older CPU than on the one it was measured on. The tool measures both
+levels on the machine it runs on:
+
+1. the kernels: ONNX Runtime's ``MatMulInteger`` of random full-range operands, uint8 x int8
+   and uint8 x uint8, against the exact integer products;
+2. the model: ``--variant`` as ONNX Runtime runs it (fused ``QLinearConv``) against the same
+   file with graph optimizations off, where every conv reads ``DequantizeLinear``'s float
+   values: the model's own arithmetic with no 16-bit intermediate. Their fidelity on a seeded
+   dev subset (and each one's against fp32, for scale), and beam-20 CER on every split in
+   ``eval.splits``, compared by the compare stage's paired bootstrap;
+3. the remedy: the same variant made again by the quantize stage's recipe with ONNX Runtime's
+   ``reduce_range`` (weights in [-64, 64], so that no pair of products exceeds 2 x 255 x 64 = 32,640),
+   scored alike. The stage has no such option yet, so the tool makes it by wrapping the
+   stage's call to ``quantize_static``.
+
+It writes its table into README.md between its markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import onnxruntime.quantization
+from compress_sweep import readme_with
+from equalize_effect import fidelity
+from onnx import TensorProto, helper, numpy_helper
+
+from speechquant.calibration import seeded_subset
+from speechquant.compare import CompareOptions, Scored, paired_bootstrap
+from speechquant.decode import Decoder, DecoderOptions
+from speechquant.evaluate import EvalOptions, decode_and_score, model_outputs
+from speechquant.fileio import atomic_path
+from speechquant.hardware import hardware_stamp, machine_words
+from speechquant.lock import file_md5
+from speechquant.metrics import char_edits
+from speechquant.params import build, load_params, section
+from speechquant.quantize import QuantOptions, quantize
+from speechquant.runtime import session
+from speechquant.store import Store
+from speechquant.verify import INT8_KERNELS
+
+EXACTNESS_BEGIN = "<!-- int8 exactness: written by tools/int8_exactness.py from reports/int8_exactness_*.json -->"
+EXACTNESS_END = "<!-- end of int8 exactness -->"
+# The variant as ONNX Runtime fuses it; unfused, in float arithmetic; made with 7-bit weights, fused.
+WAYS = ("kernels", "reference", "seven_bit")
+KERNEL_SHAPE = (256, 256, 64)  # rows x depth x columns of the kernel check: a conv layer's order of size
+
+
+def kernel_errors(rows: int = KERNEL_SHAPE[0], depth: int = KERNEL_SHAPE[1], columns: int = KERNEL_SHAPE[2]) -> dict:
+    """Per weight type, the share of ``MatMulInteger`` outputs that differ from the exact integer
+    product, and the largest difference, for uint8 activations over their whole range."""
+    rng = np.random.default_rng(0)
+    activations = rng.integers(0, 256, size=(rows, depth), dtype=np.uint8)
+    measured = {}
+    for name, dtype in (("uint8_x_int8", np.int8), ("uint8_x_uint8", np.uint8)):
+        info = np.iinfo(dtype)
+        weights = rng.integers(info.min, info.max + 1, size=(depth, columns), dtype=dtype)
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "b"], ["c"])],
+            "exactness",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [rows, depth])],
+            [helper.make_tensor_value_info("c", TensorProto.INT32, [rows, columns])],
+            [numpy_helper.from_array(weights, "b")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        runner = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        product = runner.run(None, {"a": activations})[0].astype(np.int64)
+        exact = activations.astype(np.int64) @ weights.astype(np.int64)
+        measured[name] = {
+            "wrong_share": round(float((product != exact).mean()), 5),
+            "max_abs_error": int(np.abs(product - exact).max()),
+        }
+    return measured
+
+
+def reference_session(path: Path) -> ort.InferenceSession:
+    """``path`` with ONNX Runtime's graph optimizations off: its QDQ nodes run as written, each conv
+    in float on dequantized int8 values. Refuses a graph that still holds an int8 kernel, which
+    would make the reference the thing it is compared with."""
+    held = sorted({node.op_type for node in onnx.load(str(path)).graph.node} & set(INT8_KERNELS))
+    if held:
+        raise SystemExit(f"error: {path} holds {held} as written; it has no float reference to compare with")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def scored(runner: ort.InferenceSession, store: Store, decoder: Decoder, options: EvalOptions) -> Scored:
+    """One session's per-utterance edits on one split, decoded and scored as the evaluate stage does."""
+    workers = options.worker_count()
+    outputs, _ = model_outputs(runner, store, options.batch_size, workers)
+    references = [utterance.text for utterance in store.utterances]
+    hypotheses = [hypothesis for hypothesis, _ in decode_and_score(decoder, references, outputs, workers)]
+    kept = [(u, h) for u, h in zip(store.utterances, hypotheses, strict=True) if u.text is not None]
+    return Scored(
+        ids=[u.id for u, _ in kept],
+        references=[u.text or "" for u, _ in kept],
+        hypotheses=[h for _, h in kept],
+        edits=np.array([char_edits(u.text or "", h) for u, h in kept]),
+        lengths=np.array([len(u.text or "") for u, _ in kept]),
+    )
+
+
+def with_seven_bit_weights(variant: str, source: Path, output: Path, train: Store) -> None:
+    """``variant`` made by the quantize stage's recipe and params, but for ONNX Runtime's
+    ``reduce_range``: int8 weights in [-64, 64], whose pairs of products stay within 16 bits."""
+    options = build(QuantOptions, section(load_params(), "quant"), "quant")
+    seven_bit = partial(onnxruntime.quantization.quantize_static, reduce_range=True)
+    with mock.patch("speechquant.quantize.quantize_static", seven_bit):
+        quantize(variant, source, output, options, train)
+
+
+def measure(
+    models: Path, features: Path, export: Path, variant: str, utterances: int, save: Path | None = None
+) -> dict[str, Any]:
+    """The report's model-level measurements of ``variant``, its 7-bit remake and the fp32 export;
+    ``save`` keeps the 7-bit file (the way to one until the quantize stage has the option)."""
+    params = load_params()
+    path, float_path = models / f"{variant}.onnx", models / "fp32.onnx"
+    dev = Store(features / "dev")
+    subset = seeded_subset(len(dev), min(utterances, len(dev)), seed=0)
+    workers = os.cpu_count() or 1
+
+    def outputs(runner: ort.InferenceSession) -> list[np.ndarray]:
+        return model_outputs(runner, dev, batch_size=32, workers=workers, only=subset)[0]
+
+    with tempfile.TemporaryDirectory() as scratch:
+        seven_bit = Path(scratch) / f"{variant}_seven_bit.onnx"
+        with_seven_bit_weights(variant, export, seven_bit, Store(features / "train"))
+        if save is not None:
+            with atomic_path(save) as kept:
+                shutil.copyfile(seven_bit, kept)
+        runners = {"kernels": session(path), "reference": reference_session(path), "seven_bit": session(seven_bit)}
+        float_outputs = outputs(session(float_path))
+        way_outputs = {way: outputs(runner) for way, runner in runners.items()}
+        seven_bit_reference = outputs(reference_session(seven_bit))
+    report_fidelity = {
+        "kernels_vs_reference": fidelity(way_outputs["reference"], way_outputs["kernels"]),
+        "seven_bit_vs_its_reference": fidelity(seven_bit_reference, way_outputs["seven_bit"]),
+        **{f"{way}_vs_fp32": fidelity(float_outputs, way_outputs[way]) for way in WAYS},
+    }
+    decoding = build(DecoderOptions, section(params, "decode"), "decode")
+    if decoding.lm != "none":
+        raise SystemExit("error: decode.lm is set; this tool scores as the evaluate stage does without an LM")
+    decoder = Decoder(decoding, None)
+    evaluation = build(EvalOptions, section(params, "eval"), "eval")
+    comparing = build(CompareOptions, section(params, "compare"), "compare")
+
+    def versus(first: Scored, second: Scored) -> dict[str, Any]:
+        return paired_bootstrap(first, second, comparing.bootstrap_samples, comparing.seed)
+
+    cer: dict[str, Any] = {}
+    for split in evaluation.splits:
+        store = Store(features / split)
+        scores = {way: scored(runner, store, decoder, evaluation) for way, runner in runners.items()}
+        cer[split] = {
+            **{way: round(scores[way].cer(), 6) for way in WAYS},
+            "kernels_vs_reference": versus(scores["kernels"], scores["reference"]),
+            "seven_bit_vs_kernels": versus(scores["seven_bit"], scores["kernels"]),
+        }
+        print(f"{split}: CER " + ", ".join(f"{way} {cer[split][way]:.4f}" for way in WAYS))
+    return {
+        "variant": variant,
+        "model_md5": file_md5(path),
+        "utterances": len(subset),
+        "fidelity": report_fidelity,
+        "cer": cer,
+    }
+
+
+def vnni(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has a VNNI dot product (AVX-512 VNNI or the 256-bit AVX-VNNI), which MLAS
+    uses for uint8 x int8 instead of the saturating VPMADDUBSW."""
+    if cpuinfo is None:
+        cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def relative(entry: dict[str, Any]) -> str:
+    """A paired-bootstrap entry as "+0.19 % [-0.33, +0.65]"."""
+    return (
+        f"{entry['relative_difference'] * 100:+.2f} % [{entry['relative_ci95_low'] * 100:+.2f}, "
+        f"{entry['relative_ci95_high'] * 100:+.2f}]"
+    )
+
+
+def exactness_block(report: dict[str, Any]) -> str:
+    """The README's table of one report, markers included."""
+    kernels, ways = report["kernels"], report["fidelity"]
+    rows, depth, columns = report["kernel_shape"]
+    own = {
+        "kernels": ways["kernels_vs_reference"]["mean_kl"],
+        "reference": 0.0,
+        "seven_bit": ways["seven_bit_vs_its_reference"]["mean_kl"],
+    }
+    lines = [
+        EXACTNESS_BEGIN,
+        "",
+        f"{machine_words(report['machine'])}, {'with' if report['vnni'] else 'without'} VNNI; "
+        f"`{report['command']}` ({report['seconds'] / 60:.0f} min) on {report['model']}. ONNX Runtime's "
+        f"`MatMulInteger` ({rows}x{depth} by {depth}x{columns}, random operands over their whole range) against "
+        f"the exact integer product: uint8 x int8 {kernels['uint8_x_int8']['wrong_share'] * 100:.1f} % of outputs "
+        f"wrong (by up to {kernels['uint8_x_int8']['max_abs_error']:,}), uint8 x uint8 "
+        f"{kernels['uint8_x_uint8']['wrong_share'] * 100:.1f} %. `{report['variant']}` three ways; fidelity on "
+        f"{report['utterances']} dev utterances, beam-20 CER on every split with the 95 % paired-bootstrap "
+        "interval of the relative difference:",
+        "",
+        "| | 8-bit weights, as ONNX Runtime runs them (QLinearConv) | the same file unfused, in float arithmetic "
+        "| 7-bit weights (`reduce_range`), as ONNX Runtime runs them |",
+        "|---|---|---|---|",
+        "| mean per-frame KL(fp32 ‖ int8) | "
+        + " | ".join(f"{ways[f'{way}_vs_fp32']['mean_kl']:.6f}" for way in WAYS)
+        + " |",
+        "| greedy agreement with fp32 | "
+        + " | ".join(f"{ways[f'{way}_vs_fp32']['greedy_agreement'] * 100:.2f} %" for way in WAYS)
+        + " |",
+        "| KL(own file unfused ‖ as run) | " + " | ".join(f"{own[way]:.6f}" for way in WAYS) + " |",
+    ]
+    for split, entry in report["cer"].items():
+        lines.append(
+            f"| CER {split} | {entry['kernels']:.4f}, {relative(entry['kernels_vs_reference'])} against unfused | "
+            f"{entry['reference']:.4f} | {entry['seven_bit']:.4f}, {relative(entry['seven_bit_vs_kernels'])} "
+            "against 8-bit as run |"
+        )
+    lines += ["", EXACTNESS_END]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="static_int8", help="a static (QDQ) int8 variant's file in --models")
+    parser.add_argument("--utterances", type=int, default=150, help="dev utterances for the fidelity (seeded subset)")
+    parser.add_argument("--model", default="the pipeline's trained model", help="what the model is, for the caption")
+    parser.add_argument("--models", type=Path, default=Path("models/quantized"))
+    parser.add_argument("--export", type=Path, default=Path("models/model.onnx"), help="the variant's source")
+    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--save", type=Path, help="also keep the 7-bit model here")
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--readme-only", action="store_true", help="rewrite the README's table from --output")
+    args = parser.parse_args()
+    if not args.readme_only:
+        started = time.perf_counter()
+        report = {
+            "command": f"python tools/int8_exactness.py --variant {args.variant} --utterances {args.utterances}",
+            "machine": hardware_stamp(),
+            "vnni": vnni(),
+            "model": args.model,
+            "kernel_shape": list(KERNEL_SHAPE),
+            "kernels": kernel_errors(),
+            **measure(args.models, args.features, args.export, args.variant, args.utterances, args.save),
+        }
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(args.output) as temporary:
+            temporary.write_text(json.dumps(report, indent=1) + "\n")
+        print(f"wrote {args.output} in {report['seconds']:.0f} s")
+    report = json.loads(args.output.read_text())
+    args.readme.write_text(
+        readme_with(args.readme.read_text(), exactness_block(report), EXACTNESS_BEGIN, EXACTNESS_END)
+    )
+
+
+if __name__ == "__main__":
+    main()
