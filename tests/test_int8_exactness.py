@@ -6,12 +6,15 @@ import json
 import numpy as np
 import onnx
 import pytest
+import soundfile
 from onnx import numpy_helper
+from test_transcribe import run_cli
 
 from helpers import REPO, load_tool
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
 from speechquant.runtime import session
+from speechquant.saturation import has_vnni, saturation_warning
 from speechquant.store import pad_rows
 
 
@@ -26,8 +29,11 @@ def test_uint8_by_uint8_is_exact_on_every_cpu_and_the_uint8_by_int8_share_is_a_s
     [("fpu sse2 avx2 fma", False), ("avx2 avx512f avx512_vnni", True), ("avx2 avx_vnni", True), ("", False)],
 )
 def test_vnni_is_read_from_either_dot_product_flag(flags, expected):
-    cpuinfo = f"processor\t: 0\nflags\t\t: {flags}\n"
-    assert load_tool("int8_exactness").vnni(cpuinfo) is expected
+    assert has_vnni(cpuinfo(flags)) is expected
+
+
+def cpuinfo(flags: str) -> str:
+    return f"processor\t: 0\nflags\t\t: {flags}\n"
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +75,25 @@ def test_the_seven_bit_remake_is_the_stage_recipe_with_every_weight_in_minus_64_
     assert max(int(np.abs(w).max()) for w in eight) > 64
     assert all(w.min() >= -64 and w.max() <= 64 for w in seven)
     assert all(int(np.abs(w).max()) >= 64 for w in seven)  # the 7-bit range is used, not squeezed further
+
+
+def test_transcribe_warns_of_8_bit_weights_on_a_cpu_without_vnni_only(int8_models, exported, features, tmp_path):
+    tool = load_tool("int8_exactness")
+    tool.with_seven_bit_weights("static_int8", exported, tmp_path / "seven.onnx", features)
+    eight = int8_models / "static_int8.onnx"
+    warning = saturation_warning(eight, cpuinfo("avx2 fma"))
+    assert warning is not None and warning.startswith(f"warning: {eight} has int8 weights beyond 7 bits")
+    assert saturation_warning(eight, cpuinfo("avx2 avx512f avx512_vnni")) is None
+    assert saturation_warning(tmp_path / "seven.onnx", cpuinfo("avx2 fma")) is None
+    assert saturation_warning(exported, cpuinfo("avx2 fma")) is None  # float: nothing to saturate
+
+
+def test_the_transcribe_command_prints_the_warning_exactly_where_this_cpu_lacks_vnni(int8_models, tmp_path):
+    audio = tmp_path / "noise.wav"
+    soundfile.write(audio, np.random.default_rng(0).uniform(-0.1, 0.1, 32_000), 16_000)
+    result = run_cli("transcribe", str(int8_models / "static_int8.onnx"), str(audio), "--method", "greedy")
+    assert result.returncode == 0, result.stderr
+    assert ("has int8 weights beyond 7 bits" in result.stderr) is not has_vnni()
 
 
 def test_readme_shows_the_kept_report_as_the_tool_renders_it():

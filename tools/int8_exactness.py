@@ -23,7 +23,9 @@ levels on the machine it runs on:
 3. the remedy: the same variant made again by the quantize stage's recipe with ONNX Runtime's
    ``reduce_range`` (weights in [-64, 64], so that no pair of products exceeds 2 x 255 x 64 = 32,640),
    scored alike. The stage has no such option yet, so the tool makes it by wrapping the
-   stage's call to ``quantize_static``.
+   stage's call to ``quantize_static``; the three files (fp32, 8-bit, 7-bit) are also timed at
+   batch 1, 10 s of dev audio, one thread, in interleaved rounds, as ``tools/runtime_check.py``
+   times.
 
 It writes its table into README.md between its markers.
 """
@@ -60,13 +62,16 @@ from speechquant.metrics import char_edits
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
 from speechquant.runtime import session
+from speechquant.saturation import has_vnni
 from speechquant.store import Store
+from speechquant.timing import paired_speedup, time_interleaved
 from speechquant.verify import INT8_KERNELS
 
 EXACTNESS_BEGIN = "<!-- int8 exactness: written by tools/int8_exactness.py from reports/int8_exactness_*.json -->"
 EXACTNESS_END = "<!-- end of int8 exactness -->"
 # The variant as ONNX Runtime fuses it; unfused, in float arithmetic; made with 7-bit weights, fused.
 WAYS = ("kernels", "reference", "seven_bit")
+TIMED_FRAMES, TIMED_ROUNDS = 1000, 20  # 10 s at a 10 ms hop, as the benchmark stage times
 KERNEL_SHAPE = (256, 256, 64)  # rows x depth x columns of the kernel check: a conv layer's order of size
 
 
@@ -138,6 +143,29 @@ def with_seven_bit_weights(variant: str, source: Path, output: Path, train: Stor
         quantize(variant, source, output, options, train)
 
 
+def latencies(runners: dict[str, ort.InferenceSession], dev: Store) -> dict[str, Any]:
+    """Each session's median ms on the first 10 s of dev audio and its speed-up over the first
+    session's within the same rounds (95 % interval)."""
+    pieces, frames = [], 0
+    for index in range(len(dev)):
+        if frames >= TIMED_FRAMES:
+            break
+        pieces.append(np.asarray(dev[index], dtype=np.float32))
+        frames += len(pieces[-1])
+    rows = np.concatenate(pieces)[:TIMED_FRAMES]
+    features, lengths = rows[None], np.array([len(rows)])
+    calls = {
+        name: lambda f, n, r=runner: r.run(None, {"features": f, "lengths": n}) for name, runner in runners.items()
+    }
+    times = time_interleaved(calls, features, lengths, TIMED_ROUNDS, warmup=1)
+    first = next(iter(times.values()))
+    timed = {}
+    for name, values in times.items():
+        speedup, interval = paired_speedup(first, values)
+        timed[name] = {"ms": round(float(np.median(values)) * 1000, 2), "x_fp32": speedup, "ci95": interval}
+    return timed
+
+
 def measure(
     models: Path, features: Path, export: Path, variant: str, utterances: int, save: Path | None = None
 ) -> dict[str, Any]:
@@ -162,6 +190,7 @@ def measure(
         float_outputs = outputs(session(float_path))
         way_outputs = {way: outputs(runner) for way, runner in runners.items()}
         seven_bit_reference = outputs(reference_session(seven_bit))
+        timed = latencies({"fp32": session(float_path), "kernels": session(path), "seven_bit": session(seven_bit)}, dev)
     report_fidelity = {
         "kernels_vs_reference": fidelity(way_outputs["reference"], way_outputs["kernels"]),
         "seven_bit_vs_its_reference": fidelity(seven_bit_reference, way_outputs["seven_bit"]),
@@ -193,16 +222,8 @@ def measure(
         "utterances": len(subset),
         "fidelity": report_fidelity,
         "cer": cer,
+        "latency_batch1_10s_1thread": timed,
     }
-
-
-def vnni(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU has a VNNI dot product (AVX-512 VNNI or the 256-bit AVX-VNNI), which MLAS
-    uses for uint8 x int8 instead of the saturating VPMADDUBSW."""
-    if cpuinfo is None:
-        cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), [])
-    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def relative(entry: dict[str, Any]) -> str:
@@ -245,6 +266,12 @@ def exactness_block(report: dict[str, Any]) -> str:
         + " |",
         "| KL(own file unfused ‖ as run) | " + " | ".join(f"{own[way]:.6f}" for way in WAYS) + " |",
     ]
+    timed = report["latency_batch1_10s_1thread"]
+    lines.append(
+        "| latency, batch 1, 10 s, 1 thread (speed-up over fp32) | "
+        f"{timed['kernels']['ms']:.1f} ms ({timed['kernels']['x_fp32']:.2f}x) | not timed (float kernels) | "
+        f"{timed['seven_bit']['ms']:.1f} ms ({timed['seven_bit']['x_fp32']:.2f}x) |"
+    )
     for split, entry in report["cer"].items():
         lines.append(
             f"| CER {split} | {entry['kernels']:.4f}, {relative(entry['kernels_vs_reference'])} against unfused | "
@@ -273,7 +300,7 @@ def main() -> None:
         report = {
             "command": f"python tools/int8_exactness.py --variant {args.variant} --utterances {args.utterances}",
             "machine": hardware_stamp(),
-            "vnni": vnni(),
+            "vnni": has_vnni(),
             "model": args.model,
             "kernel_shape": list(KERNEL_SHAPE),
             "kernels": kernel_errors(),

@@ -24,6 +24,7 @@ import numpy as np
 from speechquant.decode import LMS, MAX_BEAM, METHODS, Decoder, DecoderOptions
 from speechquant.errors import UserError, exit_on_user_error
 from speechquant.runtime import RUNTIMES, open_model
+from speechquant.saturation import saturation_warning
 from speechquant.text import NUM_CLASSES
 from speechquant.transcribe import ChunkOptions, Transcriber
 
@@ -96,6 +97,9 @@ def transcribe(args: argparse.Namespace) -> int:
     decoding, chunks = _options(args)
     lm_path = args.lm_path or (Path("models/lm") / f"{args.lm}.arpa" if args.lm != "none" else None)
     model = open_model(args.model, args.threads, args.runtime)
+    warning = saturation_warning(model.path) if model.runs_in.runtime == "onnxruntime" else None
+    if warning:
+        print(warning, file=sys.stderr)
     transcriber = Transcriber(model, _ready_decoder(decoding, lm_path), chunks)
     status = EXIT_OK
     for path in args.audio:
