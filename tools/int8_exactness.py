@@ -18,12 +18,12 @@ levels on the machine it runs on:
 2. the model: ``--variant`` as ONNX Runtime runs it (fused ``QLinearConv``) against the same
    file with graph optimizations off, where every conv reads ``DequantizeLinear``'s float
    values: the model's own arithmetic with no 16-bit intermediate. Their fidelity on a seeded
-   dev subset (and each one's against fp32, for scale), and beam-20 CER on every split in
+   dev subset (and each one's against its float model, for scale), and beam-20 CER on every split in
    ``eval.splits``, compared by the compare stage's paired bootstrap;
 3. the remedy: the same variant made again by the quantize stage's recipe with ONNX Runtime's
    ``reduce_range`` (weights in [-64, 64], so that no pair of products exceeds 2 x 255 x 64 = 32,640),
    scored alike. The stage has no such option yet, so the tool makes it by wrapping the
-   stage's call to ``quantize_static``; the three files (fp32, 8-bit, 7-bit) are also timed at
+   stage's call to ``quantize_static``; the three files (float, 8-bit, 7-bit) are also timed at
    batch 1, 10 s of dev audio, one thread, in interleaved rounds, as ``tools/runtime_check.py``
    times.
 
@@ -65,10 +65,18 @@ from speechquant.runtime import session
 from speechquant.saturation import has_vnni
 from speechquant.store import Store
 from speechquant.timing import paired_speedup, time_interleaved
+from speechquant.variants import recipe_for
 from speechquant.verify import INT8_KERNELS
 
-EXACTNESS_BEGIN = "<!-- int8 exactness: written by tools/int8_exactness.py from reports/int8_exactness_*.json -->"
-EXACTNESS_END = "<!-- end of int8 exactness -->"
+
+def markers(variant: str) -> tuple[str, str]:
+    """The README's markers around one variant's table (one table per variant)."""
+    return (
+        f"<!-- int8 exactness of {variant}: written by tools/int8_exactness.py from reports/int8_exactness_*.json -->",
+        f"<!-- end of int8 exactness of {variant} -->",
+    )
+
+
 # The variant as ONNX Runtime fuses it; unfused, in float arithmetic; made with 7-bit weights, fused.
 WAYS = ("kernels", "reference", "seven_bit")
 TIMED_FRAMES, TIMED_ROUNDS = 1000, 20  # 10 s at a 10 ms hop, as the benchmark stage times
@@ -162,17 +170,21 @@ def latencies(runners: dict[str, ort.InferenceSession], dev: Store) -> dict[str,
     timed = {}
     for name, values in times.items():
         speedup, interval = paired_speedup(first, values)
-        timed[name] = {"ms": round(float(np.median(values)) * 1000, 2), "x_fp32": speedup, "ci95": interval}
+        timed[name] = {"ms": round(float(np.median(values)) * 1000, 2), "x_float": speedup, "ci95": interval}
     return timed
 
 
-def measure(
-    models: Path, features: Path, export: Path, variant: str, utterances: int, save: Path | None = None
-) -> dict[str, Any]:
-    """The report's model-level measurements of ``variant``, its 7-bit remake and the fp32 export;
+def float_model(models: Path, variant: str) -> Path:
+    """The float file ``variant`` is quantized from: the export (as ``fp32``, a copy) or another variant."""
+    source = recipe_for(variant).source
+    return models / ("fp32.onnx" if source == "export" else f"{source}.onnx")
+
+
+def measure(models: Path, features: Path, variant: str, utterances: int, save: Path | None = None) -> dict[str, Any]:
+    """The report's model-level measurements of ``variant``, its 7-bit remake and its float model;
     ``save`` keeps the 7-bit file (the way to one until the quantize stage has the option)."""
     params = load_params()
-    path, float_path = models / f"{variant}.onnx", models / "fp32.onnx"
+    path, float_path = models / f"{variant}.onnx", float_model(models, variant)
     dev = Store(features / "dev")
     subset = seeded_subset(len(dev), min(utterances, len(dev)), seed=0)
     workers = os.cpu_count() or 1
@@ -181,8 +193,12 @@ def measure(
         return model_outputs(runner, dev, batch_size=32, workers=workers, only=subset)[0]
 
     with tempfile.TemporaryDirectory() as scratch:
-        seven_bit = Path(scratch) / f"{variant}_seven_bit.onnx"
-        with_seven_bit_weights(variant, export, seven_bit, Store(features / "train"))
+        eight_bit, seven_bit = Path(scratch) / "eight_bit.onnx", Path(scratch) / "seven_bit.onnx"
+        train = Store(features / "train")
+        quantize(variant, float_path, eight_bit, build(QuantOptions, section(params, "quant"), "quant"), train)
+        if file_md5(eight_bit) != file_md5(path):
+            raise SystemExit(f"error: {variant} made here differs from {path}: run `dvc repro` first")
+        with_seven_bit_weights(variant, float_path, seven_bit, train)
         if save is not None:
             with atomic_path(save) as kept:
                 shutil.copyfile(seven_bit, kept)
@@ -190,11 +206,12 @@ def measure(
         float_outputs = outputs(session(float_path))
         way_outputs = {way: outputs(runner) for way, runner in runners.items()}
         seven_bit_reference = outputs(reference_session(seven_bit))
-        timed = latencies({"fp32": session(float_path), "kernels": session(path), "seven_bit": session(seven_bit)}, dev)
+        timed = {"float": session(float_path), "kernels": runners["kernels"], "seven_bit": runners["seven_bit"]}
+        latency = latencies(timed, dev)
     report_fidelity = {
         "kernels_vs_reference": fidelity(way_outputs["reference"], way_outputs["kernels"]),
         "seven_bit_vs_its_reference": fidelity(seven_bit_reference, way_outputs["seven_bit"]),
-        **{f"{way}_vs_fp32": fidelity(float_outputs, way_outputs[way]) for way in WAYS},
+        **{f"{way}_vs_float": fidelity(float_outputs, way_outputs[way]) for way in WAYS},
     }
     decoding = build(DecoderOptions, section(params, "decode"), "decode")
     if decoding.lm != "none":
@@ -218,11 +235,12 @@ def measure(
         print(f"{split}: CER " + ", ".join(f"{way} {cer[split][way]:.4f}" for way in WAYS))
     return {
         "variant": variant,
+        "float_model": float_path.name,
         "model_md5": file_md5(path),
         "utterances": len(subset),
         "fidelity": report_fidelity,
         "cer": cer,
-        "latency_batch1_10s_1thread": timed,
+        "latency_batch1_10s_1thread": latency,
     }
 
 
@@ -238,13 +256,15 @@ def exactness_block(report: dict[str, Any]) -> str:
     """The README's table of one report, markers included."""
     kernels, ways = report["kernels"], report["fidelity"]
     rows, depth, columns = report["kernel_shape"]
+    parent = report["float_model"].removesuffix(".onnx")
+    begin, end = markers(report["variant"])
     own = {
         "kernels": ways["kernels_vs_reference"]["mean_kl"],
         "reference": 0.0,
         "seven_bit": ways["seven_bit_vs_its_reference"]["mean_kl"],
     }
     lines = [
-        EXACTNESS_BEGIN,
+        begin,
         "",
         f"{machine_words(report['machine'])}, {'with' if report['vnni'] else 'without'} VNNI; "
         f"`{report['command']}` ({report['seconds'] / 60:.0f} min) on {report['model']}. ONNX Runtime's "
@@ -258,19 +278,19 @@ def exactness_block(report: dict[str, Any]) -> str:
         "| | 8-bit weights, as ONNX Runtime runs them (QLinearConv) | the same file unfused, in float arithmetic "
         "| 7-bit weights (`reduce_range`), as ONNX Runtime runs them |",
         "|---|---|---|---|",
-        "| mean per-frame KL(fp32 ‖ int8) | "
-        + " | ".join(f"{ways[f'{way}_vs_fp32']['mean_kl']:.6f}" for way in WAYS)
+        f"| mean per-frame KL({parent} ‖ int8) | "
+        + " | ".join(f"{ways[f'{way}_vs_float']['mean_kl']:.6f}" for way in WAYS)
         + " |",
-        "| greedy agreement with fp32 | "
-        + " | ".join(f"{ways[f'{way}_vs_fp32']['greedy_agreement'] * 100:.2f} %" for way in WAYS)
+        f"| greedy agreement with {parent} | "
+        + " | ".join(f"{ways[f'{way}_vs_float']['greedy_agreement'] * 100:.2f} %" for way in WAYS)
         + " |",
         "| KL(own file unfused ‖ as run) | " + " | ".join(f"{own[way]:.6f}" for way in WAYS) + " |",
     ]
     timed = report["latency_batch1_10s_1thread"]
     lines.append(
-        "| latency, batch 1, 10 s, 1 thread (speed-up over fp32) | "
-        f"{timed['kernels']['ms']:.1f} ms ({timed['kernels']['x_fp32']:.2f}x) | not timed (float kernels) | "
-        f"{timed['seven_bit']['ms']:.1f} ms ({timed['seven_bit']['x_fp32']:.2f}x) |"
+        f"| latency, batch 1, 10 s, 1 thread (speed-up over {parent}, {timed['float']['ms']:.1f} ms) | "
+        f"{timed['kernels']['ms']:.1f} ms ({timed['kernels']['x_float']:.2f}x) | not timed (float kernels) | "
+        f"{timed['seven_bit']['ms']:.1f} ms ({timed['seven_bit']['x_float']:.2f}x) |"
     )
     for split, entry in report["cer"].items():
         lines.append(
@@ -278,7 +298,7 @@ def exactness_block(report: dict[str, Any]) -> str:
             f"{entry['reference']:.4f} | {entry['seven_bit']:.4f}, {relative(entry['seven_bit_vs_kernels'])} "
             "against 8-bit as run |"
         )
-    lines += ["", EXACTNESS_END]
+    lines += ["", end]
     return "\n".join(lines)
 
 
@@ -288,7 +308,6 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=150, help="dev utterances for the fidelity (seeded subset)")
     parser.add_argument("--model", default="the pipeline's trained model", help="what the model is, for the caption")
     parser.add_argument("--models", type=Path, default=Path("models/quantized"))
-    parser.add_argument("--export", type=Path, default=Path("models/model.onnx"), help="the variant's source")
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--save", type=Path, help="also keep the 7-bit model here")
@@ -304,7 +323,7 @@ def main() -> None:
             "model": args.model,
             "kernel_shape": list(KERNEL_SHAPE),
             "kernels": kernel_errors(),
-            **measure(args.models, args.features, args.export, args.variant, args.utterances, args.save),
+            **measure(args.models, args.features, args.variant, args.utterances, args.save),
         }
         report["seconds"] = round(time.perf_counter() - started, 1)
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -312,9 +331,7 @@ def main() -> None:
             temporary.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.output} in {report['seconds']:.0f} s")
     report = json.loads(args.output.read_text())
-    args.readme.write_text(
-        readme_with(args.readme.read_text(), exactness_block(report), EXACTNESS_BEGIN, EXACTNESS_END)
-    )
+    args.readme.write_text(readme_with(args.readme.read_text(), exactness_block(report), *markers(report["variant"])))
 
 
 if __name__ == "__main__":
