@@ -203,10 +203,11 @@ def measure(models: Path, features: Path, variant: str, utterances: int, save: P
             with atomic_path(save) as kept:
                 shutil.copyfile(seven_bit, kept)
         runners = {"kernels": session(path), "reference": reference_session(path), "seven_bit": session(seven_bit)}
-        float_outputs = outputs(session(float_path))
+        float_runner = session(float_path)
+        float_outputs = outputs(float_runner)
         way_outputs = {way: outputs(runner) for way, runner in runners.items()}
         seven_bit_reference = outputs(reference_session(seven_bit))
-        timed = {"float": session(float_path), "kernels": runners["kernels"], "seven_bit": runners["seven_bit"]}
+        timed = {"float": float_runner, "kernels": runners["kernels"], "seven_bit": runners["seven_bit"]}
         latency = latencies(timed, dev)
     report_fidelity = {
         "kernels_vs_reference": fidelity(way_outputs["reference"], way_outputs["kernels"]),
