@@ -2,6 +2,9 @@
 the int8 model's own float arithmetic (never an int8 kernel), and the README shows its report."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -22,6 +25,29 @@ def test_uint8_by_uint8_is_exact_on_every_cpu_and_the_uint8_by_int8_share_is_a_s
     measured = load_tool("int8_exactness").kernel_errors(rows=32, depth=64, columns=16)
     assert measured["uint8_x_uint8"] == {"wrong_share": 0.0, "max_abs_error": 0}
     assert 0.0 <= measured["uint8_x_int8"]["wrong_share"] <= 1.0
+
+
+def openvino_kernels(isa_cap: str | None) -> dict:
+    """The tool's OpenVINO kernel check in a fresh process (oneDNN reads its cap once, at start)."""
+    env = {key: value for key, value in os.environ.items() if key != "ONEDNN_MAX_CPU_ISA"}
+    if isa_cap:
+        env["ONEDNN_MAX_CPU_ISA"] = isa_cap
+    code = "import json, int8_exactness; print(json.dumps(int8_exactness.openvino_kernel_errors()))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO / "tools", env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_openvino_capped_at_avx2_saturates_8_bit_weights_and_computes_7_bit_ones_exactly():
+    capped = openvino_kernels("AVX2")
+    assert "avx2" in capped["primitive"]  # the cap held: oneDNN ran its AVX2 int8 kernel
+    assert capped["uint8_x_int8"]["wrong_share"] > 0.5  # every CPU: VPMADDUBSW's 16-bit pairs
+    assert capped["uint8_x_int7"] == {"wrong_share": 0.0, "max_abs_error": 0}
+    native = openvino_kernels(None)
+    assert native["uint8_x_int7"] == {"wrong_share": 0.0, "max_abs_error": 0}
+    assert (native["uint8_x_int8"]["wrong_share"] == 0.0) is has_vnni()
 
 
 @pytest.mark.parametrize(
@@ -81,11 +107,13 @@ def test_transcribe_warns_of_8_bit_weights_on_a_cpu_without_vnni_only(int8_model
     tool = load_tool("int8_exactness")
     tool.with_seven_bit_weights("static_int8", exported, tmp_path / "seven.onnx", features)
     eight = int8_models / "static_int8.onnx"
-    warning = saturation_warning(eight, cpuinfo("avx2 fma"))
-    assert warning is not None and warning.startswith(f"warning: {eight} has int8 weights beyond 7 bits")
-    assert saturation_warning(eight, cpuinfo("avx2 avx512f avx512_vnni")) is None
-    assert saturation_warning(tmp_path / "seven.onnx", cpuinfo("avx2 fma")) is None
-    assert saturation_warning(exported, cpuinfo("avx2 fma")) is None  # float: nothing to saturate
+    for runtime, words in (("onnxruntime", "ONNX Runtime saturates"), ("openvino", "OpenVINO saturates")):
+        warning = saturation_warning(eight, runtime, cpuinfo("avx2 fma"))
+        assert warning is not None and warning.startswith(f"warning: {eight} has int8 weights beyond 7 bits")
+        assert words in warning
+        assert saturation_warning(eight, runtime, cpuinfo("avx2 avx512f avx512_vnni")) is None
+        assert saturation_warning(tmp_path / "seven.onnx", runtime, cpuinfo("avx2 fma")) is None
+        assert saturation_warning(exported, runtime, cpuinfo("avx2 fma")) is None  # float: nothing to saturate
 
 
 def test_the_transcribe_command_prints_the_warning_exactly_where_this_cpu_lacks_vnni(int8_models, tmp_path):
@@ -102,7 +130,7 @@ def test_readme_shows_the_kept_report_as_the_tool_renders_it():
     assert reports, "no kept report"
     readme = (REPO / "README.md").read_text()
     for path in reports:
-        assert tool.exactness_block(json.loads(path.read_text())) in readme
+        assert tool.exactness_block(json.loads(path.read_text()), path.stem) in readme
 
 
 def test_the_ratio_and_the_no_vnni_speeds_the_readme_quotes_are_the_reports():

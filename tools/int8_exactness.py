@@ -1,7 +1,7 @@
 """Whether ONNX Runtime's int8 kernels compute what an int8 model says on this CPU, and what
 any difference costs in CER.
 
-    python tools/int8_exactness.py [--variant static_int8] [--utterances 150]
+    python tools/int8_exactness.py [--variant static_int8] [--utterances 150] [--runtime openvino]
                                    [--output reports/int8_exactness_<machine>.json]
     python tools/int8_exactness.py --readme-only --output reports/int8_exactness_<machine>.json
 
@@ -27,7 +27,14 @@ levels on the machine it runs on:
    batch 1, 10 s of dev audio, one thread, in interleaved rounds, as ``tools/runtime_check.py``
    times.
 
-It writes its table into README.md between its markers.
+With ``--runtime openvino`` "as run" is OpenVINO's CPU plugin (oneDNN), and its kernel check is a
+QDQ convolution of the same operands. oneDNN reads ``ONEDNN_MAX_CPU_ISA`` when it starts, so a
+CPU with VNNI can show what a CPU without it computes: ``ONEDNN_MAX_CPU_ISA=AVX2`` (or
+``AVX512_CORE``, AVX-512 without VNNI) before the command; the report names the cap and the
+oneDNN primitive of every convolution (``jit_avx2_I8``), so that the cap is seen to hold.
+ONNX Runtime has no such switch: its kernels follow the CPU.
+
+It writes its table into README.md between the markers named after the report's file.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import onnxruntime.quantization
+import openvino
 from compress_sweep import readme_with
 from equalize_effect import fidelity
 from onnx import TensorProto, helper, numpy_helper
@@ -59,26 +67,28 @@ from speechquant.fileio import atomic_path
 from speechquant.hardware import hardware_stamp, machine_words
 from speechquant.lock import file_md5
 from speechquant.metrics import char_edits
+from speechquant.openvino_session import OpenVinoSession, conv_kernels
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
-from speechquant.runtime import session
-from speechquant.saturation import has_vnni
+from speechquant.runtime import RUNTIMES, session
+from speechquant.saturation import RUNTIME_WORDS, SEVEN_BIT_LIMIT, has_vnni
 from speechquant.store import Store
 from speechquant.timing import paired_speedup, time_interleaved
 from speechquant.variants import recipe_for
 from speechquant.verify import INT8_KERNELS
 
 
-def markers(variant: str) -> tuple[str, str]:
-    """The README's markers around one variant's table (one table per variant)."""
+def markers(report_name: str) -> tuple[str, str]:
+    """The README's markers around one report's table, named by the report's file stem."""
     return (
-        f"<!-- int8 exactness of {variant}: written by tools/int8_exactness.py from reports/int8_exactness_*.json -->",
-        f"<!-- end of int8 exactness of {variant} -->",
+        f"<!-- int8 exactness: written by tools/int8_exactness.py from reports/{report_name}.json -->",
+        f"<!-- end of int8 exactness: {report_name} -->",
     )
 
 
 # The variant as ONNX Runtime fuses it; unfused, in float arithmetic; made with 7-bit weights, fused.
 WAYS = ("kernels", "reference", "seven_bit")
+ISA_CAP = "ONEDNN_MAX_CPU_ISA"  # oneDNN's (so OpenVINO's) switch to a lower instruction set
 TIMED_FRAMES, TIMED_ROUNDS = 1000, 20  # 10 s at a 10 ms hop, as the benchmark stage times
 KERNEL_SHAPE = (256, 256, 64)  # rows x depth x columns of the kernel check: a conv layer's order of size
 
@@ -110,6 +120,59 @@ def kernel_errors(rows: int = KERNEL_SHAPE[0], depth: int = KERNEL_SHAPE[1], col
             "max_abs_error": int(np.abs(product - exact).max()),
         }
     return measured
+
+
+def openvino_kernel_errors(channels: int = KERNEL_SHAPE[1], outputs: int = KERNEL_SHAPE[2]) -> dict:
+    """Per weight width (8 bits, and 7 as ``reduce_range`` makes them), the share of an OpenVINO
+    uint8 x int8 convolution's outputs that differ from the exact integer product, the largest
+    difference, and the oneDNN primitive that ran it.
+
+    A QDQ graph with scale 1 and zero point 0, fed integers 0..255: the values are exact in
+    float32, so any difference is the kernel's."""
+    rng = np.random.default_rng(0)
+    taps, frames = 3, KERNEL_SHAPE[0]
+    activations = rng.integers(0, 256, size=(1, channels, frames)).astype(np.float32)
+    signal = activations[0].astype(np.int64)
+    core = openvino.Core()
+    measured: dict[str, Any] = {}
+    for name, limit in (("uint8_x_int8", 128), ("uint8_x_int7", SEVEN_BIT_LIMIT)):
+        weights = rng.integers(-limit, min(limit, 127) + 1, size=(outputs, channels, taps), dtype=np.int8)
+        constants = [
+            numpy_helper.from_array(weights, "w"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "scale"),
+            numpy_helper.from_array(np.array(0, np.uint8), "zero_u8"),
+            numpy_helper.from_array(np.array(0, np.int8), "zero_s8"),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "scale", "zero_u8"], ["x_q"]),
+            helper.make_node("DequantizeLinear", ["x_q", "scale", "zero_u8"], ["x_d"]),
+            helper.make_node("DequantizeLinear", ["w", "scale", "zero_s8"], ["w_d"]),
+            helper.make_node("Conv", ["x_d", "w_d"], ["y"]),
+        ]
+        graph = helper.make_graph(
+            nodes,
+            "exactness",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, frames])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs, frames - taps + 1])],
+            constants,
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+        network = core.read_model(model.SerializeToString(), b"")
+        compiled = core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": 1})
+        product = compiled.create_infer_request().infer({"x": activations})[0][0].astype(np.int64)
+        kernel = weights.astype(np.int64)
+        exact = sum(kernel[:, :, tap] @ signal[:, tap : tap + frames - taps + 1] for tap in range(taps))
+        measured[name] = {
+            "wrong_share": round(float((product != exact).mean()), 5),
+            "max_abs_error": int(np.abs(product - exact).max()),
+        }
+        measured["primitive"] = ", ".join(conv_kernels(compiled)["primitives"])
+    return measured
+
+
+def as_run(path: Path, runtime: str) -> ort.InferenceSession | OpenVinoSession:
+    """``path`` as ``runtime`` runs it on one thread: fused int8 kernels wherever it has them."""
+    return session(path) if runtime == "onnxruntime" else OpenVinoSession(path, 1, "f32")
 
 
 def reference_session(path: Path) -> ort.InferenceSession:
@@ -180,9 +243,12 @@ def float_model(models: Path, variant: str) -> Path:
     return models / ("fp32.onnx" if source == "export" else f"{source}.onnx")
 
 
-def measure(models: Path, features: Path, variant: str, utterances: int, save: Path | None = None) -> dict[str, Any]:
-    """The report's model-level measurements of ``variant``, its 7-bit remake and its float model;
-    ``save`` keeps the 7-bit file (the way to one until the quantize stage has the option)."""
+def measure(
+    models: Path, features: Path, variant: str, utterances: int, runtime: str, save: Path | None = None
+) -> dict[str, Any]:
+    """The report's model-level measurements of ``variant``, its 7-bit remake and its float model,
+    run (and timed) in ``runtime``; ``save`` keeps the 7-bit file (the way to one until the
+    quantize stage has the option)."""
     params = load_params()
     path, float_path = models / f"{variant}.onnx", float_model(models, variant)
     dev = Store(features / "dev")
@@ -202,8 +268,12 @@ def measure(models: Path, features: Path, variant: str, utterances: int, save: P
         if save is not None:
             with atomic_path(save) as kept:
                 shutil.copyfile(seven_bit, kept)
-        runners = {"kernels": session(path), "reference": reference_session(path), "seven_bit": session(seven_bit)}
-        float_runner = session(float_path)
+        runners = {
+            "kernels": as_run(path, runtime),
+            "reference": reference_session(path),
+            "seven_bit": as_run(seven_bit, runtime),
+        }
+        float_runner = as_run(float_path, runtime)
         float_outputs = outputs(float_runner)
         way_outputs = {way: outputs(runner) for way, runner in runners.items()}
         seven_bit_reference = outputs(reference_session(seven_bit))
@@ -234,8 +304,15 @@ def measure(models: Path, features: Path, variant: str, utterances: int, save: P
             "seven_bit_vs_kernels": versus(scores["seven_bit"], scores["kernels"]),
         }
         print(f"{split}: CER " + ", ".join(f"{way} {cer[split][way]:.4f}" for way in WAYS))
+    primitives = {
+        way: ", ".join(runner.kernels["primitives"])
+        for way, runner in runners.items()
+        if isinstance(runner, OpenVinoSession)
+    }
     return {
         "variant": variant,
+        "runtime": runtime,
+        "conv_primitives": primitives,
         "float_model": float_path.name,
         "model_md5": file_md5(path),
         "utterances": len(subset),
@@ -253,12 +330,41 @@ def relative(entry: dict[str, Any]) -> str:
     )
 
 
-def exactness_block(report: dict[str, Any]) -> str:
-    """The README's table of one report, markers included."""
-    kernels, ways = report["kernels"], report["fidelity"]
+def kernel_words(report: dict[str, Any]) -> str:
+    """The caption's sentence on the kernel check, in the words of the runtime that ran it."""
+    kernels = report["kernels"]
     rows, depth, columns = report["kernel_shape"]
+    signed = (
+        f"uint8 x int8 {kernels['uint8_x_int8']['wrong_share'] * 100:.1f} % of outputs wrong "
+        f"(by up to {kernels['uint8_x_int8']['max_abs_error']:,})"
+    )
+    if report["runtime"] == "openvino":
+        return (
+            f"OpenVINO's int8 convolution (`{kernels['primitive']}`; {depth} channels, 3 taps, {rows} frames into "
+            f"{columns}, random operands over their whole range) against the exact integer product: {signed}, "
+            f"with weights in [-64, 64] {kernels['uint8_x_int7']['wrong_share'] * 100:.1f} %."
+        )
+    return (
+        f"ONNX Runtime's `MatMulInteger` ({rows}x{depth} by {depth}x{columns}, random operands over their whole "
+        f"range) against the exact integer product: {signed}, uint8 x uint8 "
+        f"{kernels['uint8_x_uint8']['wrong_share'] * 100:.1f} %."
+    )
+
+
+def exactness_block(report: dict[str, Any], report_name: str) -> str:
+    """The README's table of one report (the file ``reports/<report_name>.json``), markers included."""
+    ways = report["fidelity"]
     parent = report["float_model"].removesuffix(".onnx")
-    begin, end = markers(report["variant"])
+    runtime = RUNTIME_WORDS[report["runtime"]]
+    begin, end = markers(report_name)
+    cap = f", oneDNN capped at {report['isa_cap']}" if report["isa_cap"] else ""
+    primitives = report["conv_primitives"]
+    ran = (
+        f" Its 8-bit convolutions ran as `{primitives['kernels']}`, the 7-bit ones as `{primitives['seven_bit']}`."
+        if primitives
+        else ""
+    )
+    fused = "QLinearConv" if report["runtime"] == "onnxruntime" else "int8 convolutions"
     own = {
         "kernels": ways["kernels_vs_reference"]["mean_kl"],
         "reference": 0.0,
@@ -267,17 +373,14 @@ def exactness_block(report: dict[str, Any]) -> str:
     lines = [
         begin,
         "",
-        f"{machine_words(report['machine'])}, {'with' if report['vnni'] else 'without'} VNNI; "
-        f"`{report['command']}` ({report['seconds'] / 60:.0f} min) on {report['model']}. ONNX Runtime's "
-        f"`MatMulInteger` ({rows}x{depth} by {depth}x{columns}, random operands over their whole range) against "
-        f"the exact integer product: uint8 x int8 {kernels['uint8_x_int8']['wrong_share'] * 100:.1f} % of outputs "
-        f"wrong (by up to {kernels['uint8_x_int8']['max_abs_error']:,}), uint8 x uint8 "
-        f"{kernels['uint8_x_uint8']['wrong_share'] * 100:.1f} %. `{report['variant']}` three ways; fidelity on "
+        f"{machine_words(report['machine'])}, {'with' if report['vnni'] else 'without'} VNNI{cap}; "
+        f"`{report['command']}` ({report['seconds'] / 60:.0f} min) on {report['model']}. {kernel_words(report)}"
+        f"{ran} `{report['variant']}` three ways; fidelity on "
         f"{report['utterances']} dev utterances, beam-20 CER on every split with the 95 % paired-bootstrap "
         "interval of the relative difference:",
         "",
-        "| | 8-bit weights, as ONNX Runtime runs them (QLinearConv) | the same file unfused, in float arithmetic "
-        "| 7-bit weights (`reduce_range`), as ONNX Runtime runs them |",
+        f"| | 8-bit weights, as {runtime} runs them ({fused}) | the same file unfused, in float arithmetic "
+        f"| 7-bit weights (`reduce_range`), as {runtime} runs them |",
         "|---|---|---|---|",
         f"| mean per-frame KL({parent} ‖ int8) | "
         + " | ".join(f"{ways[f'{way}_vs_float']['mean_kl']:.6f}" for way in WAYS)
@@ -307,6 +410,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="static_int8", help="a static (QDQ) int8 variant's file in --models")
     parser.add_argument("--utterances", type=int, default=150, help="dev utterances for the fidelity (seeded subset)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="onnxruntime", help="whose int8 kernels to check")
     parser.add_argument("--model", default="the pipeline's trained model", help="what the model is, for the caption")
     parser.add_argument("--models", type=Path, default=Path("models/quantized"))
     parser.add_argument("--features", type=Path, default=Path("data/features"))
@@ -317,22 +421,27 @@ def main() -> None:
     args = parser.parse_args()
     if not args.readme_only:
         started = time.perf_counter()
+        cap = (os.environ.get(ISA_CAP) or None) if args.runtime == "openvino" else None
+        command = f"python tools/int8_exactness.py --variant {args.variant} --utterances {args.utterances}"
+        if args.runtime != "onnxruntime":
+            command += f" --runtime {args.runtime}"
         report = {
-            "command": f"python tools/int8_exactness.py --variant {args.variant} --utterances {args.utterances}",
+            "command": f"{ISA_CAP}={cap} {command}" if cap else command,
             "machine": hardware_stamp(),
             "vnni": has_vnni(),
+            "isa_cap": cap,
             "model": args.model,
             "kernel_shape": list(KERNEL_SHAPE),
-            "kernels": kernel_errors(),
-            **measure(args.models, args.features, args.variant, args.utterances, args.save),
+            "kernels": kernel_errors() if args.runtime == "onnxruntime" else openvino_kernel_errors(),
+            **measure(args.models, args.features, args.variant, args.utterances, args.runtime, args.save),
         }
         report["seconds"] = round(time.perf_counter() - started, 1)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.output) as temporary:
             temporary.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {args.output} in {report['seconds']:.0f} s")
-    report = json.loads(args.output.read_text())
-    args.readme.write_text(readme_with(args.readme.read_text(), exactness_block(report), *markers(report["variant"])))
+    report, name = json.loads(args.output.read_text()), args.output.stem
+    args.readme.write_text(readme_with(args.readme.read_text(), exactness_block(report, name), *markers(name)))
 
 
 if __name__ == "__main__":

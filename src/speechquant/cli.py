@@ -97,7 +97,7 @@ def transcribe(args: argparse.Namespace) -> int:
     decoding, chunks = _options(args)
     lm_path = args.lm_path or (Path("models/lm") / f"{args.lm}.arpa" if args.lm != "none" else None)
     model = open_model(args.model, args.threads, args.runtime)
-    warning = saturation_warning(model.path) if model.runs_in.runtime == "onnxruntime" else None
+    warning = saturation_warning(model.path, model.runs_in.runtime)
     if warning:
         print(warning, file=sys.stderr)
     transcriber = Transcriber(model, _ready_decoder(decoding, lm_path), chunks)

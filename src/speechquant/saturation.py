@@ -1,12 +1,13 @@
-"""Whether ONNX Runtime will compute an int8 file's arithmetic on this CPU, or saturate it.
+"""Whether the runtime will compute an int8 file's arithmetic on this CPU, or saturate it.
 
-Without VNNI, ONNX Runtime multiplies uint8 activations by int8 weights with VPMADDUBSW,
-which adds each pair of products into 16 bits with saturation; weights within [-64, 64]
-keep every pair below 32,768 (2 x 255 x 64), wider ones do not. Measured on a Zen 3
-(README, *int8 on a CPU without VNNI*; ``tools/int8_exactness.py``), the pipeline's 8-bit
-``static_int8`` ran about 30 times further from fp32 than its own arithmetic. Nothing here
-changes a file: ``speechquant transcribe`` warns, so that a user learns it before trusting
-the transcripts.
+Without VNNI, ONNX Runtime and OpenVINO (oneDNN's ``jit_avx2_I8``) both multiply uint8
+activations by int8 weights with VPMADDUBSW, which adds each pair of products into 16 bits
+with saturation; weights within [-64, 64] keep every pair below 32,768 (2 x 255 x 64), wider
+ones do not. Measured on a Zen 3 (README, *int8 on a CPU without VNNI*;
+``tools/int8_exactness.py``), the pipeline's 8-bit ``static_int8`` ran in ONNX Runtime about
+30 times further from fp32 than its own arithmetic; OpenVINO was measured with oneDNN capped
+at AVX2 on a VNNI Xeon. Nothing here changes a file: ``speechquant transcribe`` warns, so
+that a user learns it before trusting the transcripts.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import onnx
 from onnx import numpy_helper
 
 SEVEN_BIT_LIMIT = 64  # the largest |weight| whose pair of products with uint8 cannot saturate int16
+RUNTIME_WORDS = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
 
 
 def has_vnni(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU has a VNNI dot product (AVX-512 VNNI or the 256-bit AVX-VNNI), which ONNX
-    Runtime uses for uint8 x int8 instead of VPMADDUBSW; ``cpuinfo`` is /proc/cpuinfo's text."""
+    """Whether this CPU has a VNNI dot product (AVX-512 VNNI or the 256-bit AVX-VNNI), which both
+    runtimes use for uint8 x int8 instead of VPMADDUBSW; ``cpuinfo`` is /proc/cpuinfo's text."""
     if cpuinfo is None:
         proc = Path("/proc/cpuinfo")
         cpuinfo = proc.read_text() if proc.exists() else ""
@@ -41,8 +43,8 @@ def wide_int8_weights(path: Path) -> list[str]:
     ]
 
 
-def saturation_warning(path: Path, cpuinfo: str | None = None) -> str | None:
-    """One warning line when ONNX Runtime on this CPU will saturate ``path``'s int8 products; else None."""
+def saturation_warning(path: Path, runtime: str, cpuinfo: str | None = None) -> str | None:
+    """One warning line when ``runtime`` on this CPU will saturate ``path``'s int8 products; else None."""
     if has_vnni(cpuinfo):
         return None
     wide = wide_int8_weights(path)
@@ -50,7 +52,7 @@ def saturation_warning(path: Path, cpuinfo: str | None = None) -> str | None:
         return None
     return (
         f"warning: {path} has int8 weights beyond 7 bits ({len(wide)} tensors), and this CPU has no VNNI: "
-        "ONNX Runtime saturates their products with uint8 activations, so its output is not the file's "
+        f"{RUNTIME_WORDS[runtime]} saturates their products with uint8 activations, so its output is not the file's "
         "arithmetic (README: int8 on a CPU without VNNI). A file made with 7-bit weights runs exactly: "
         "python tools/int8_exactness.py --output <report.json> --save <file.onnx>"
     )
