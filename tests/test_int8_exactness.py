@@ -151,3 +151,18 @@ def test_the_ratio_and_the_no_vnni_speeds_the_readme_quotes_are_the_reports():
     assert f"`static_int8` ran {latency['onnxruntime:static_int8']['x_onnxruntime_fp32']:.2f}x its fp32" in readme
     assert f"(OpenVINO's {latency['openvino:static_int8']['x_onnxruntime_fp32']:.2f}x)" in readme
     assert f"{gemm['int8_gmacs']} GMAC/s against {gemm['fp32_gmacs']} in fp32" in readme
+
+
+def test_the_vnni_and_openvino_figures_the_readme_quotes_are_the_reports():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    reports = REPO / "reports"
+    ways = json.loads((reports / "int8_exactness_icelake.json").read_text())["fidelity"]
+    seven, eight = ways["seven_bit_vs_float"]["mean_kl"], ways["kernels_vs_float"]["mean_kl"]
+    assert f"KL to fp32 {seven:.6f} against {eight:.6f}" in readme
+    capped = json.loads((reports / "int8_exactness_icelake_openvino_avx2.json").read_text())
+    assert capped["isa_cap"] == "AVX2" and capped["conv_primitives"]["kernels"].startswith("jit_avx2_I8")
+    ratio = capped["fidelity"]["kernels_vs_float"]["mean_kl"] / capped["fidelity"]["reference_vs_float"]["mean_kl"]
+    assert f"the 8-bit file as OpenVINO runs it is about {ratio:.0f} times further from fp32" in readme
+    run = json.loads((reports / "pipeline_icelake" / "train_2_epochs.json").read_text())
+    minutes, cer = run["wall_seconds"] / 60, run["best_dev_cer"]
+    assert f"trained there for 2 epochs ({minutes:.1f} min, dev greedy CER {cer:.2f}" in readme

@@ -44,8 +44,9 @@ def test_stage_minutes_run_from_one_stage_to_the_next():
     assert stage_minutes(log) == {"train": 39.5, "export": 0.5, "all": 50.1}
 
 
-def test_the_zen3_training_estimate_is_five_times_its_two_epoch_run():
-    run = json.loads((REPO / "reports" / "pipeline_zen3" / "train_2_epochs.json").read_text())
+@pytest.mark.parametrize("cpu", ["zen3", "icelake"])
+def test_a_training_estimate_is_five_times_its_cpus_two_epoch_run(cpu):
+    run = json.loads((REPO / "reports" / f"pipeline_{cpu}" / "train_2_epochs.json").read_text())
     assert run["epochs"] == 2 and run["precision"] == "fp32"
     estimate = run["wall_seconds"] * 5 / 60
     rate = run["train_audio_seconds_per_second"]
