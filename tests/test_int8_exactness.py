@@ -166,3 +166,29 @@ def test_the_vnni_and_openvino_figures_the_readme_quotes_are_the_reports():
     run = json.loads((reports / "pipeline_icelake" / "train_2_epochs.json").read_text())
     minutes, cer = run["wall_seconds"] / 60, run["best_dev_cer"]
     assert f"trained there for 2 epochs ({minutes:.1f} min, dev greedy CER {cer:.2f}" in readme
+
+
+def test_the_ice_lake_speeds_and_compress_time_the_readme_quotes_are_the_reports():
+    readme = " ".join((REPO / "README.md").read_text().split())
+    reports = REPO / "reports"
+    check = json.loads((reports / "runtime_check_icelake.json").read_text())["latency_batch1_10s_1thread"]
+    onnxruntime, openvino = (
+        check[f"{runtime}:static_int8"]["x_onnxruntime_fp32"] for runtime in ("onnxruntime", "openvino")
+    )
+    assert f"on the Ice Lake Xeon {onnxruntime:.2f}x and {openvino:.2f}x ONNX Runtime fp32" in readme
+    assert f"`static_int8` {onnxruntime:.2f}x (`reports/runtime_check_icelake.json`)" in readme
+    pruned = json.loads((reports / "runtime_check_icelake_pruned_int8.json").read_text())
+    rows = pruned["latency_batch1_10s_1thread"]
+    int8, fp32 = rows["onnxruntime:static_int8"], rows["onnxruntime:fp32"]
+    low, high = int8["ci95"]
+    assert (
+        f"`pruned_int8` ran {int8['ms']:.2f} ms, **{int8['x_onnxruntime_fp32']:.2f}x faster** than ONNX Runtime fp32 "
+        f"({fp32['ms']:.1f} ms; interval over rounds {low:.2f}\u2013{high:.2f}x), in OpenVINO "
+        f"{rows['openvino:static_int8']['x_onnxruntime_fp32']:.2f}x" in readme
+    )
+    seconds = json.loads((reports / "pipeline_icelake" / "compress_200_steps.json").read_text())["fine_tune_seconds"]
+    assert (
+        f"{seconds:.0f} s for 200 steps" in readme
+        and f"so about {seconds * 8 / 60:.0f} min at the default 1,600" in readme
+    )
+    assert f"about {seconds * 8 / 60:.0f} in fp32 (8 x the {seconds:.0f} s of `compress.steps=200`)" in readme
