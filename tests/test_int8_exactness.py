@@ -159,6 +159,9 @@ def test_the_vnni_and_openvino_figures_the_readme_quotes_are_the_reports():
     ways = json.loads((reports / "int8_exactness_icelake.json").read_text())["fidelity"]
     seven, eight = ways["seven_bit_vs_float"]["mean_kl"], ways["kernels_vs_float"]["mean_kl"]
     assert f"KL to fp32 {seven:.6f} against {eight:.6f}" in readme
+    ways = json.loads((reports / "int8_exactness_icelake_pruned_int8.json").read_text())["fidelity"]
+    seven, eight = ways["seven_bit_vs_float"]["mean_kl"], ways["kernels_vs_float"]["mean_kl"]
+    assert f"KL to `pruned_fp32` {seven:.6f} against {eight:.6f}" in readme
     capped = json.loads((reports / "int8_exactness_icelake_openvino_avx2.json").read_text())
     assert capped["isa_cap"] == "AVX2" and capped["conv_primitives"]["kernels"].startswith("jit_avx2_I8")
     ratio = capped["fidelity"]["kernels_vs_float"]["mean_kl"] / capped["fidelity"]["reference_vs_float"]["mean_kl"]
