@@ -1,5 +1,5 @@
-"""Whether ONNX Runtime's int8 kernels compute what an int8 model says on this CPU, and what
-any difference costs in CER.
+"""Whether ONNX Runtime's (or OpenVINO's) int8 kernels compute what an int8 model says on this
+CPU, and what any difference costs in CER.
 
     python tools/int8_exactness.py [--variant static_int8] [--utterances 150] [--runtime openvino]
                                    [--output reports/int8_exactness_<machine>.json]
@@ -86,7 +86,7 @@ def markers(report_name: str) -> tuple[str, str]:
     )
 
 
-# The variant as ONNX Runtime fuses it; unfused, in float arithmetic; made with 7-bit weights, fused.
+# The variant as the runtime fuses it; unfused, in float arithmetic; made with 7-bit weights, fused.
 WAYS = ("kernels", "reference", "seven_bit")
 ISA_CAP = "ONEDNN_MAX_CPU_ISA"  # oneDNN's (so OpenVINO's) switch to a lower instruction set
 TIMED_FRAMES, TIMED_ROUNDS = 1000, 20  # 10 s at a 10 ms hop, as the benchmark stage times
