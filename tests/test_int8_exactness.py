@@ -166,6 +166,10 @@ def test_the_vnni_and_openvino_figures_the_readme_quotes_are_the_reports():
     assert capped["isa_cap"] == "AVX2" and capped["conv_primitives"]["kernels"].startswith("jit_avx2_I8")
     ratio = capped["fidelity"]["kernels_vs_float"]["mean_kl"] / capped["fidelity"]["reference_vs_float"]["mean_kl"]
     assert f"the 8-bit file as OpenVINO runs it is about {ratio:.0f} times further from fp32" in readme
+    wide = json.loads((reports / "int8_exactness_icelake_openvino_avx512_core.json").read_text())
+    assert wide["isa_cap"] == "AVX512_CORE" and "avx2" not in wide["conv_primitives"]["kernels"]
+    own = {report["fidelity"]["kernels_vs_reference"]["mean_kl"] for report in (capped, wide)}
+    assert len(own) == 1 and f"(KL to its own arithmetic {own.pop():.6f} in both)" in readme
     run = json.loads((reports / "pipeline_icelake" / "train_2_epochs.json").read_text())
     minutes, cer = run["wall_seconds"] / 60, run["best_dev_cer"]
     assert f"trained there for 2 epochs ({minutes:.1f} min, dev greedy CER {cer:.2f}" in readme
