@@ -70,7 +70,7 @@ from speechquant.metrics import char_edits
 from speechquant.openvino_session import OpenVinoSession, conv_kernels
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
-from speechquant.runtime import RUNTIMES, session
+from speechquant.runtime import RUNTIMES, open_model
 from speechquant.saturation import RUNTIME_WORDS, SEVEN_BIT_LIMIT, has_vnni
 from speechquant.store import Store
 from speechquant.timing import paired_speedup, time_interleaved
@@ -166,13 +166,8 @@ def openvino_kernel_errors(channels: int = KERNEL_SHAPE[1], outputs: int = KERNE
             "wrong_share": round(float((product != exact).mean()), 5),
             "max_abs_error": int(np.abs(product - exact).max()),
         }
-        measured["primitive"] = ", ".join(conv_kernels(compiled)["primitives"])
+    measured["primitive"] = ", ".join(conv_kernels(compiled)["primitives"])  # the same conv shape both times
     return measured
-
-
-def as_run(path: Path, runtime: str) -> ort.InferenceSession | OpenVinoSession:
-    """``path`` as ``runtime`` runs it on one thread: fused int8 kernels wherever it has them."""
-    return session(path) if runtime == "onnxruntime" else OpenVinoSession(path, 1, "f32")
 
 
 def reference_session(path: Path) -> ort.InferenceSession:
@@ -269,11 +264,11 @@ def measure(
             with atomic_path(save) as kept:
                 shutil.copyfile(seven_bit, kept)
         runners = {
-            "kernels": as_run(path, runtime),
+            "kernels": open_model(path, 1, runtime).session,
             "reference": reference_session(path),
-            "seven_bit": as_run(seven_bit, runtime),
+            "seven_bit": open_model(seven_bit, 1, runtime).session,
         }
-        float_runner = as_run(float_path, runtime)
+        float_runner = open_model(float_path, 1, runtime).session
         float_outputs = outputs(float_runner)
         way_outputs = {way: outputs(runner) for way, runner in runners.items()}
         seven_bit_reference = outputs(reference_session(seven_bit))
