@@ -63,7 +63,13 @@ def test_the_readme_quotes_both_reports():
     readme = (REPO / "README.md").read_text()
     for entry in json.loads((REPO / "reports" / "unseen_voice_factors.json").read_text())["factors"].values():
         assert f"| {entry['cer']:.4f} | {entry['of_in_domain']:.2f} |" in readme
-    for report in ("augment_train_h100.json", "tempo_h100.json", "tempo_seeds_h100.json"):
+    for report in (
+        "augment_train_h100.json",
+        "tempo_h100.json",
+        "tempo_seeds_h100.json",
+        "augment_train_xeon_amx.json",
+        "augment_train_xeon_amx_seed1.json",
+    ):
         for group, entry in json.loads((REPO / "reports" / report).read_text())["groups"].items():
             cer, ratio, factors = entry["cer"], entry["of_dev"], entry["factors_of_in_domain"]
             quoted = (
@@ -109,3 +115,32 @@ def test_the_readme_quotes_tempos_change_per_seed_from_the_reports():
     for group in ("base", "tempo"):
         test = [runs[(group, s)]["cer"]["test"] for s in seeds]
         assert f"{min(test):.4f} to {max(test):.4f} (`{group}`)" in readme, group
+
+
+def test_the_cpu_runs_of_both_factors_pushed_further_are_the_tools_group_against_the_default_recipe():
+    """The Xeon runs compare the group with the default recipe trained alike, seed by seed: seed 0's
+    default is the pipeline's own model on that CPU (its md5 is the kept run's), seed 1's the tool's
+    `tempo` group, which is the params' recipe. The per-seed changes the README quotes are computed here."""
+    groups = load_tool("augment_train").GROUPS
+    pushed = groups["tempo_0.8_reverb_0.6"]
+    first = json.loads((REPO / "reports" / "augment_train_xeon_amx.json").read_text())
+    second = json.loads((REPO / "reports" / "augment_train_xeon_amx_seed1.json").read_text())
+    kept_run = (REPO / "reports" / "pipeline_xeon_amx" / "dvc.lock").read_text()
+    assert first["groups"]["trained"]["model_md5"] in kept_run
+    assert section(load_params(), "train.tempo") == groups["tempo"]["tempo"]
+    assert second["groups"]["tempo/seed1"]["augment"] == {} and "augment" not in groups["tempo"]
+    for report in (first, second):
+        assert report["machine"]["cpu_id"] == "family 6 model 167 stepping 1" and report["train"]["precision"] == "bf16"
+    pairs = {
+        0: (first["groups"]["trained"], first["groups"]["tempo_0.8_reverb_0.6"]),
+        1: (second["groups"]["tempo/seed1"], second["groups"]["tempo_0.8_reverb_0.6/seed1"]),
+    }
+    readme = readme_words()
+    for seed, (default, changed) in pairs.items():
+        assert changed["augment"] == pushed["augment"] and changed["tempo"] == pushed["tempo"]
+        assert changed["seed"] == seed
+        listed = ", ".join(
+            f"{split} {100 * (changed['cer'][split] / default['cer'][split] - 1):+.1f} %"
+            for split in ("dev", "test", "dev_unseen_text", "dev_unseen_voice")
+        )
+        assert f"seed {seed}: {listed}".replace("-", "\u2212") in readme, seed

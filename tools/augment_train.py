@@ -8,6 +8,8 @@
                                   --output reports/tempo_seeds_h100.json
     python tools/augment_train.py --groups tempo_cosine tempo_anneal --device cpu --precision bf16 \
                                   --trained models/model.pt --output reports/schedule_cpu.json
+    python tools/augment_train.py --groups tempo_0.8_reverb_0.6 --device cpu --precision bf16 \
+                                  --trained models/model.pt --output reports/augment_train_xeon_amx.json
 
 ``tools/augment_ablation.py`` can afford on 2 cores only a fine-tune of the trained model per
 group; whether a condition teaches what the out-of-domain sets test needs the whole training
@@ -71,6 +73,10 @@ GROUPS = {  # name: data.synth.augment, train.tempo and other train entries that
     "tempo_0.8": {"tempo": {"probability": 0.8, "factor": [0.6, 1.0]}},
     "tempo_cosine": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}, "train": {"schedule": "cosine"}},
     "tempo_anneal": {"tempo": {"probability": 0.5, "factor": [0.6, 1.0]}, "train": {"schedule": "anneal"}},
+    "tempo_0.8_reverb_0.6": {  # the two held-out factors that training conditions moved, both pushed further
+        "augment": {"reverb": {"probability": 0.6, "rt60_s": [0.2, 0.6]}},
+        "tempo": {"probability": 0.8, "factor": [0.6, 1.0]},
+    },
 }
 
 
