@@ -54,7 +54,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import onnxruntime.quantization
-import openvino
 from compress_sweep import readme_with
 from equalize_effect import fidelity
 from onnx import TensorProto, helper, numpy_helper
@@ -67,7 +66,7 @@ from speechquant.fileio import atomic_path
 from speechquant.hardware import hardware_stamp, machine_words
 from speechquant.lock import file_md5
 from speechquant.metrics import char_edits
-from speechquant.openvino_session import OpenVinoSession, conv_kernels
+from speechquant.openvino_session import OpenVinoSession
 from speechquant.params import build, load_params, section
 from speechquant.quantize import QuantOptions, quantize
 from speechquant.runtime import RUNTIMES, open_model
@@ -122,52 +121,58 @@ def kernel_errors(rows: int = KERNEL_SHAPE[0], depth: int = KERNEL_SHAPE[1], col
     return measured
 
 
+def qdq_conv(weights: np.ndarray, frames: int) -> onnx.ModelProto:
+    """A uint8 x int8 QDQ convolution of ``weights`` (outputs, channels, taps) with scale 1 and zero
+    point 0: fed integers 0..255, every value is exact in float32."""
+    outputs, channels, taps = weights.shape
+    constants = [
+        numpy_helper.from_array(weights, "w"),
+        numpy_helper.from_array(np.array(1.0, np.float32), "scale"),
+        numpy_helper.from_array(np.array(0, np.uint8), "zero_u8"),
+        numpy_helper.from_array(np.array(0, np.int8), "zero_s8"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "scale", "zero_u8"], ["x_q"]),
+        helper.make_node("DequantizeLinear", ["x_q", "scale", "zero_u8"], ["x_d"]),
+        helper.make_node("DequantizeLinear", ["w", "scale", "zero_s8"], ["w_d"]),
+        helper.make_node("Conv", ["x_d", "w_d"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "exactness",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, frames])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs, frames - taps + 1])],
+        constants,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+
+
 def openvino_kernel_errors(channels: int = KERNEL_SHAPE[1], outputs: int = KERNEL_SHAPE[2]) -> dict:
     """Per weight width (8 bits, and 7 as ``reduce_range`` makes them), the share of an OpenVINO
     uint8 x int8 convolution's outputs that differ from the exact integer product, the largest
     difference, and the oneDNN primitive that ran it.
 
-    A QDQ graph with scale 1 and zero point 0, fed integers 0..255: the values are exact in
-    float32, so any difference is the kernel's."""
+    The convolution runs as every int8 file does, through ``OpenVinoSession`` at f32: OpenVINO's
+    own default on a CPU with bf16 in hardware would round its float output to bf16."""
     rng = np.random.default_rng(0)
     taps, frames = 3, KERNEL_SHAPE[0]
     activations = rng.integers(0, 256, size=(1, channels, frames)).astype(np.float32)
     signal = activations[0].astype(np.int64)
-    core = openvino.Core()
     measured: dict[str, Any] = {}
-    for name, limit in (("uint8_x_int8", 128), ("uint8_x_int7", SEVEN_BIT_LIMIT)):
-        weights = rng.integers(-limit, min(limit, 127) + 1, size=(outputs, channels, taps), dtype=np.int8)
-        constants = [
-            numpy_helper.from_array(weights, "w"),
-            numpy_helper.from_array(np.array(1.0, np.float32), "scale"),
-            numpy_helper.from_array(np.array(0, np.uint8), "zero_u8"),
-            numpy_helper.from_array(np.array(0, np.int8), "zero_s8"),
-        ]
-        nodes = [
-            helper.make_node("QuantizeLinear", ["x", "scale", "zero_u8"], ["x_q"]),
-            helper.make_node("DequantizeLinear", ["x_q", "scale", "zero_u8"], ["x_d"]),
-            helper.make_node("DequantizeLinear", ["w", "scale", "zero_s8"], ["w_d"]),
-            helper.make_node("Conv", ["x_d", "w_d"], ["y"]),
-        ]
-        graph = helper.make_graph(
-            nodes,
-            "exactness",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, frames])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, outputs, frames - taps + 1])],
-            constants,
-        )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
-        network = core.read_model(model.SerializeToString(), b"")
-        # f32: on a CPU with bf16 in hardware OpenVINO's default would round the conv's float output to bf16
-        compiled = core.compile_model(network, "CPU", {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": "f32"})
-        product = compiled.create_infer_request().infer({"x": activations})[0][0].astype(np.int64)
-        kernel = weights.astype(np.int64)
-        exact = sum(kernel[:, :, tap] @ signal[:, tap : tap + frames - taps + 1] for tap in range(taps))
-        measured[name] = {
-            "wrong_share": round(float((product != exact).mean()), 5),
-            "max_abs_error": int(np.abs(product - exact).max()),
-        }
-    measured["primitive"] = ", ".join(conv_kernels(compiled)["primitives"])  # the same conv shape both times
+    with tempfile.TemporaryDirectory(prefix="openvino_kernels_") as scratch:
+        for name, limit in (("uint8_x_int8", 128), ("uint8_x_int7", SEVEN_BIT_LIMIT)):
+            weights = rng.integers(-limit, min(limit, 127) + 1, size=(outputs, channels, taps), dtype=np.int8)
+            path = Path(scratch) / f"{name}.onnx"
+            onnx.save(qdq_conv(weights, frames), path)
+            ran = OpenVinoSession(path, 1, "f32")
+            product = ran.run(None, {"x": activations})[0][0].astype(np.int64)
+            kernel = weights.astype(np.int64)
+            exact = sum(kernel[:, :, tap] @ signal[:, tap : tap + frames - taps + 1] for tap in range(taps))
+            measured[name] = {
+                "wrong_share": round(float((product != exact).mean()), 5),
+                "max_abs_error": int(np.abs(product - exact).max()),
+            }
+    measured["primitive"] = ", ".join(ran.kernels["primitives"])  # the same conv shape both times
     return measured
 
 
