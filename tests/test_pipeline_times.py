@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, readme_words
 
 LOGS = {
     "AMD EPYC Zen 4 (cpu family 25 model 17; the committed run)": REPO / "reports" / "pipeline_zen4" / "stages.log",
@@ -64,6 +64,6 @@ def test_the_readme_quotes_both_trainings_of_one_model_on_the_xeon_with_amx():
     assert first["best_dev_cer"] == again["best_dev_cer"] and first["final_dev_loss"] == again["final_dev_loss"]
     scored = json.loads((REPO / "reports" / "augment_train_xeon_amx.json").read_text())["groups"]["trained"]
     assert scored["model_md5"] in (folder / "dvc.lock").read_text()
-    readme = " ".join((REPO / "README.md").read_text(encoding="utf-8").split())
+    readme = readme_words()
     assert f"(md5 `{scored['model_md5'][:8]}…` in both)" in readme
     assert f"took {again['wall_seconds']:,.0f} s to train here against {first['wall_seconds']:,.0f} s" in readme
