@@ -37,7 +37,7 @@ def main() -> None:
     train, dev = Store(args.features / "train"), Store(args.features / "dev")
     keep_float, measured = quantize(variant, model, output, options, train, chosen=chosen)
     check_inputs = utterance_inputs(dev, options.check_utterances, seed=0)
-    metrics = {**report(variant, output, args.model, keep_float, check_inputs), **measured}
+    metrics = {**report(variant, output, args.model, keep_float, check_inputs, options.weight_limit), **measured}
     write_json(args.metrics_dir / f"{variant}.json", metrics)
     print(summary_line(metrics))
 

@@ -29,7 +29,7 @@ def main() -> None:
     train, dev = Store(args.features / "train"), Store(args.features / "dev")
     keep_float, measured = make_qat_variant(args.checkpoint, args.model, output, options, qat_options, train, dev)
     check_inputs = utterance_inputs(dev, options.check_utterances, seed=0)
-    metrics = {**report(VARIANT, output, args.model, keep_float, check_inputs), **measured}
+    metrics = {**report(VARIANT, output, args.model, keep_float, check_inputs, options.weight_limit), **measured}
     write_json(args.metrics_dir / f"{VARIANT}.json", metrics)
     print(summary_line(metrics))
 

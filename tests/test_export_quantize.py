@@ -111,6 +111,8 @@ def test_an_int8_variant_running_in_float_is_refused():
         ({"exclude": ["conv11"]}, "quant.exclude\\[0\\] is 'conv11'; it must be one of conv0, conv1"),
         ({"variants": ["int4"]}, "quant.variants\\[0\\] is 'int4'; it must be one of fp32, fp16"),
         ({"calibration": {"method": "kl"}}, "quant.calibration.method is 'kl'; it must be one of minmax, entropy"),
+        ({"weight_bits": 6}, "quant.weight_bits is 6; it must be >= 7 and <= 8"),
+        ({"weight_bits": 8.5}, "quant.weight_bits is 8.5; it must be a whole number"),
     ],
 )
 def test_bad_quant_params_list_the_valid_names(values, message):
@@ -138,11 +140,36 @@ def test_qat_fine_tunes_and_exports_int8_kernels(trained_like_model, features, e
     qat = QatOptions(steps=2, batch_frames=600)
     keep_float, measured = make_qat_variant(checkpoint, exported, output, options, qat, features, features)
     assert measured["qat_steps"] == 2 and {"qat_dev_cer_before", "qat_dev_cer_after"} <= set(measured)
-    metrics = report("qat_int8", output, exported, keep_float, utterance_inputs(features, 2, seed=0))
+    metrics = report("qat_int8", output, exported, keep_float, utterance_inputs(features, 2, seed=0), 64)
     assert metrics["conv_kernels"] == {"QLinearConv": 11}
+    assert metrics["int8_weight_max"] == 64  # fake-quantized on the 7-bit grid, and exported on it
     assert open_model(output).card == open_model(exported).card
     assert metrics["max_abs_logprob_diff_vs_fp32"] > 0  # fine-tuned and quantized: not the float model
     assert metrics["smaller_than_fp32"] >= 3.9
+
+
+@pytest.mark.parametrize("variant", ["static_int8", "dynamic_int8_s8"])
+def test_signed_weights_are_7_bit_by_default_8_bit_when_asked_and_the_guard_refuses_wider(
+    exported, features, tmp_path, variant
+):
+    inputs = utterance_inputs(features, 1, seed=0)
+    peaks = {}
+    for bits in (7, 8):
+        options = QuantOptions(calibration=CalibrationOptions(utterances=2), weight_bits=bits)
+        output = tmp_path / f"{bits}.onnx"
+        quantize(variant, exported, output, options, features)
+        peaks[bits] = report(variant, output, exported, [], inputs, options.weight_limit)["int8_weight_max"]
+    assert peaks == {7: 64, 8: 127}  # each layer's largest weight on its range's end
+    assert QuantOptions().weight_bits == 7
+    with pytest.raises(UserError, match=rf"{variant}: int8 weights beyond \[-64, 64\] \(quant.weight_bits\) in "):
+        report(variant, tmp_path / "8.onnx", exported, [], inputs, 64)
+
+
+def test_unsigned_weights_keep_8_bits_whatever_weight_bits_says(exported, features, tmp_path):
+    for bits in (7, 8):
+        options = QuantOptions(weight_bits=bits)
+        quantize("dynamic_int8", exported, tmp_path / f"{bits}.onnx", options, features)
+    assert (tmp_path / "7.onnx").read_bytes() == (tmp_path / "8.onnx").read_bytes()  # uint8 x uint8: exact anywhere
 
 
 def test_histogram_calibration_takes_utterances_of_any_length(exported, features, tmp_path):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -68,6 +69,7 @@ def int8_models(exported, features, tmp_path_factory):
     options = build(QuantOptions, section(load_params(), "quant"), "quant")
     for variant in ("static_int8", "dynamic_int8"):
         quantize(variant, exported, root / f"{variant}.onnx", options, features)
+    quantize("static_int8", exported, root / "static_int8_8bit.onnx", replace(options, weight_bits=8), features)
     return root
 
 
@@ -91,37 +93,41 @@ def int8_weights(path) -> list[np.ndarray]:
     return [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.dims[1:]]
 
 
-def test_the_seven_bit_remake_is_the_stage_recipe_with_every_weight_in_minus_64_to_64(
+def test_the_stage_makes_7_bit_weights_by_default_and_the_tool_makes_both_widths_by_its_recipe(
     int8_models, exported, features, tmp_path
 ):
     tool = load_tool("int8_exactness")
-    tool.with_seven_bit_weights("static_int8", exported, tmp_path / "seven.onnx", features)
-    eight, seven = int8_weights(int8_models / "static_int8.onnx"), int8_weights(tmp_path / "seven.onnx")
+    tool.made_with_weight_bits("static_int8", exported, tmp_path / "eight.onnx", features, 8)
+    tool.made_with_weight_bits("static_int8", exported, tmp_path / "seven.onnx", features, 7)
+    default = int8_models / "static_int8.onnx"  # the params' quant.weight_bits: 7
+    assert default.read_bytes() == (tmp_path / "seven.onnx").read_bytes()
+    assert (int8_models / "static_int8_8bit.onnx").read_bytes() == (tmp_path / "eight.onnx").read_bytes()
+    eight, seven = int8_weights(tmp_path / "eight.onnx"), int8_weights(default)
     assert len(seven) == len(eight) == 11  # one per conv, as the stage makes it
     assert max(int(np.abs(w).max()) for w in eight) > 64
     assert all(w.min() >= -64 and w.max() <= 64 for w in seven)
     assert all(int(np.abs(w).max()) >= 64 for w in seven)  # the 7-bit range is used, not squeezed further
 
 
-def test_transcribe_warns_of_8_bit_weights_on_a_cpu_without_vnni_only(int8_models, exported, features, tmp_path):
-    tool = load_tool("int8_exactness")
-    tool.with_seven_bit_weights("static_int8", exported, tmp_path / "seven.onnx", features)
-    eight = int8_models / "static_int8.onnx"
+def test_transcribe_warns_of_8_bit_weights_on_a_cpu_without_vnni_only(int8_models, exported):
+    eight, seven = int8_models / "static_int8_8bit.onnx", int8_models / "static_int8.onnx"
     for runtime, words in (("onnxruntime", "ONNX Runtime saturates"), ("openvino", "OpenVINO saturates")):
         warning = saturation_warning(eight, runtime, cpuinfo("avx2 fma"))
         assert warning is not None and warning.startswith(f"warning: {eight} has int8 weights beyond 7 bits")
-        assert words in warning
+        assert words in warning and "quant.weight_bits: 7" in warning
         assert saturation_warning(eight, runtime, cpuinfo("avx2 avx512f avx512_vnni")) is None
-        assert saturation_warning(tmp_path / "seven.onnx", runtime, cpuinfo("avx2 fma")) is None
+        assert saturation_warning(seven, runtime, cpuinfo("avx2 fma")) is None
         assert saturation_warning(exported, runtime, cpuinfo("avx2 fma")) is None  # float: nothing to saturate
 
 
 def test_the_transcribe_command_prints_the_warning_exactly_where_this_cpu_lacks_vnni(int8_models, tmp_path):
     audio = tmp_path / "noise.wav"
     soundfile.write(audio, np.random.default_rng(0).uniform(-0.1, 0.1, 32_000), 16_000)
-    result = run_cli("transcribe", str(int8_models / "static_int8.onnx"), str(audio), "--method", "greedy")
-    assert result.returncode == 0, result.stderr
-    assert ("has int8 weights beyond 7 bits" in result.stderr) is not has_vnni()
+    eight = run_cli("transcribe", str(int8_models / "static_int8_8bit.onnx"), str(audio), "--method", "greedy")
+    assert eight.returncode == 0, eight.stderr
+    assert ("has int8 weights beyond 7 bits" in eight.stderr) is not has_vnni()
+    seven = run_cli("transcribe", str(int8_models / "static_int8.onnx"), str(audio), "--method", "greedy")
+    assert seven.returncode == 0 and "beyond 7 bits" not in seven.stderr  # the pipeline's default: exact anywhere
 
 
 def test_readme_shows_the_kept_report_as_the_tool_renders_it():

@@ -20,10 +20,11 @@ levels on the machine it runs on:
    values: the model's own arithmetic with no 16-bit intermediate. Their fidelity on a seeded
    dev subset (and each one's against its float model, for scale), and beam-20 CER on every split in
    ``eval.splits``, compared by the compare stage's paired bootstrap;
-3. the remedy: the same variant made again by the quantize stage's recipe with ONNX Runtime's
-   ``reduce_range`` (weights in [-64, 64], so that no pair of products exceeds 2 x 255 x 64 = 32,640),
-   scored alike. The stage has no such option yet, so the tool makes it by wrapping the
-   stage's call to ``quantize_static``; the three files (float, 8-bit, 7-bit) are also timed at
+3. the remedy: the same variant made with 7-bit weights (``quant.weight_bits: 7``, the default:
+   ONNX Runtime's ``reduce_range``, weights in [-64, 64], so that no pair of products exceeds
+   2 x 255 x 64 = 32,640), scored alike. The tool makes both widths by the quantize stage's recipe
+   and params, and checks that the one of ``quant.weight_bits`` is the pipeline's file byte for
+   byte; the three files (float, 8-bit, 7-bit) are also timed at
    batch 1, 10 s of dev audio, one thread, in interleaved rounds, as ``tools/runtime_check.py``
    times.
 
@@ -42,18 +43,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import onnxruntime.quantization
 from compress_sweep import readme_with
 from equalize_effect import fidelity
 from onnx import TensorProto, helper, numpy_helper
@@ -206,13 +204,10 @@ def scored(runner: ort.InferenceSession, store: Store, decoder: Decoder, options
     )
 
 
-def with_seven_bit_weights(variant: str, source: Path, output: Path, train: Store) -> None:
-    """``variant`` made by the quantize stage's recipe and params, but for ONNX Runtime's
-    ``reduce_range``: int8 weights in [-64, 64], whose pairs of products stay within 16 bits."""
+def made_with_weight_bits(variant: str, source: Path, output: Path, train: Store, bits: int) -> None:
+    """``variant`` made by the quantize stage's recipe and params, but for ``quant.weight_bits``."""
     options = build(QuantOptions, section(load_params(), "quant"), "quant")
-    seven_bit = partial(onnxruntime.quantization.quantize_static, reduce_range=True)
-    with mock.patch("speechquant.quantize.quantize_static", seven_bit):
-        quantize(variant, source, output, options, train)
+    quantize(variant, source, output, replace(options, weight_bits=bits), train)
 
 
 def latencies(runners: dict[str, ort.InferenceSession], dev: Store) -> dict[str, Any]:
@@ -244,12 +239,10 @@ def float_model(models: Path, variant: str) -> Path:
     return models / ("fp32.onnx" if source == "export" else f"{source}.onnx")
 
 
-def measure(
-    models: Path, features: Path, variant: str, utterances: int, runtime: str, save: Path | None = None
-) -> dict[str, Any]:
-    """The report's model-level measurements of ``variant``, its 7-bit remake and its float model,
-    run (and timed) in ``runtime``; ``save`` keeps the 7-bit file (the way to one until the
-    quantize stage has the option)."""
+def measure(models: Path, features: Path, variant: str, utterances: int, runtime: str) -> dict[str, Any]:
+    """The report's model-level measurements of ``variant`` made with 8-bit and with 7-bit weights
+    (after checking that the one of ``quant.weight_bits`` is the pipeline's file) and of its float
+    model, run (and timed) in ``runtime``."""
     params = load_params()
     path, float_path = models / f"{variant}.onnx", float_model(models, variant)
     dev = Store(features / "dev")
@@ -262,16 +255,14 @@ def measure(
     with tempfile.TemporaryDirectory() as scratch:
         eight_bit, seven_bit = Path(scratch) / "eight_bit.onnx", Path(scratch) / "seven_bit.onnx"
         train = Store(features / "train")
-        quantize(variant, float_path, eight_bit, build(QuantOptions, section(params, "quant"), "quant"), train)
-        if file_md5(eight_bit) != file_md5(path):
+        made_with_weight_bits(variant, float_path, eight_bit, train, 8)
+        made_with_weight_bits(variant, float_path, seven_bit, train, 7)
+        stage_bits = build(QuantOptions, section(params, "quant"), "quant").weight_bits
+        if file_md5(eight_bit if stage_bits == 8 else seven_bit) != file_md5(path):
             raise SystemExit(f"error: {variant} made here differs from {path}: run `dvc repro` first")
-        with_seven_bit_weights(variant, float_path, seven_bit, train)
-        if save is not None:
-            with atomic_path(save) as kept:
-                shutil.copyfile(seven_bit, kept)
         runners = {
-            "kernels": open_model(path, 1, runtime).session,
-            "reference": reference_session(path),
+            "kernels": open_model(eight_bit, 1, runtime).session,
+            "reference": reference_session(eight_bit),
             "seven_bit": open_model(seven_bit, 1, runtime).session,
         }
         float_runner = open_model(float_path, 1, runtime).session
@@ -416,7 +407,6 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models/quantized"))
     parser.add_argument("--features", type=Path, default=Path("data/features"))
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--save", type=Path, help="also keep the 7-bit model here")
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--readme-only", action="store_true", help="rewrite the README's table from --output")
     args = parser.parse_args()
@@ -434,7 +424,7 @@ def main() -> None:
             "model": args.model,
             "kernel_shape": list(KERNEL_SHAPE),
             "kernels": kernel_errors() if args.runtime == "onnxruntime" else openvino_kernel_errors(),
-            **measure(args.models, args.features, args.variant, args.utterances, args.runtime, args.save),
+            **measure(args.models, args.features, args.variant, args.utterances, args.runtime),
         }
         report["seconds"] = round(time.perf_counter() - started, 1)
         args.output.parent.mkdir(parents=True, exist_ok=True)

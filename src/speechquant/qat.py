@@ -70,9 +70,11 @@ class RangeObserver(nn.Module):
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, 0, 255)
 
 
-def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
-    """Symmetric int8 per output channel, as static per-channel QDQ quantizes weights."""
-    scale = (weight.detach().abs().amax(dim=(1, 2)) / 127.0).clamp(min=1e-8)
+def fake_quantize_weight(weight: torch.Tensor, limit: int) -> torch.Tensor:
+    """Symmetric int8 per output channel in [-limit, limit], as static per-channel QDQ quantizes
+    weights. The op's range stays [-128, 127], the one ONNX export takes: the scale alone keeps
+    a 7-bit ``limit`` (64), since no weight is larger than the channel's largest."""
+    scale = (weight.detach().abs().amax(dim=(1, 2)) / float(limit)).clamp(min=1e-8)
     zero_point = torch.zeros_like(scale, dtype=torch.int32)
     return torch.fake_quantize_per_channel_affine(weight, scale, zero_point, 0, -128, 127)
 
@@ -80,9 +82,10 @@ def fake_quantize_weight(weight: torch.Tensor) -> torch.Tensor:
 class FakeQuantWav2Letter(nn.Module):
     """A BN-free Wav2Letter whose quantized layers compute as int8 kernels will."""
 
-    def __init__(self, folded: Wav2Letter, keep_float: list[str], momentum: float):
+    def __init__(self, folded: Wav2Letter, keep_float: list[str], momentum: float, weight_limit: int):
         super().__init__()
         self.base = folded
+        self.weight_limit = weight_limit
         self.quantized = [name not in keep_float for name in LAYER_NAMES]
         self.inputs = nn.ModuleList(RangeObserver(momentum) for _ in LAYER_NAMES)
         self.outputs = nn.ModuleList(RangeObserver(momentum) for _ in LAYER_NAMES)
@@ -97,7 +100,8 @@ class FakeQuantWav2Letter(nn.Module):
             return conv(x)
         geometry = LAYERS[index]
         x = self.inputs[index].fake_quantize(x)
-        x = nn.functional.conv1d(x, fake_quantize_weight(conv.weight), conv.bias, geometry.stride, geometry.padding)
+        weight = fake_quantize_weight(conv.weight, self.weight_limit)
+        x = nn.functional.conv1d(x, weight, conv.bias, geometry.stride, geometry.padding)
         return self.outputs[index].fake_quantize(x)
 
 
@@ -119,10 +123,12 @@ def fine_tune(
     dev: UtteranceSet,
     options: QatOptions,
     calibration_utterances: int,
+    weight_limit: int,
 ) -> tuple[FakeQuantWav2Letter, dict[str, float]]:
-    """QAT from a trained model: calibrate, then ``options.steps`` AdamW steps with fake quantization."""
+    """QAT from a trained model: calibrate, then ``options.steps`` AdamW steps with fake quantization
+    (int8 weights in [-weight_limit, weight_limit])."""
     torch.manual_seed(options.seed)
-    qat = FakeQuantWav2Letter(fold_batch_norm(model), keep_float, options.momentum)
+    qat = FakeQuantWav2Letter(fold_batch_norm(model), keep_float, options.momentum, weight_limit)
     calibrate(qat, train, calibration_utterances, options.seed)
     evaluation = TrainOptions(precision="fp32", device="cpu", batch_frames=options.batch_frames)
     before_loss, before_cer = evaluate(qat, dev, evaluation, torch.device("cpu"))
@@ -207,6 +213,7 @@ def make_qat_variant(
         UtteranceSet(dev),
         qat_options,
         options.calibration.utterances,
+        options.weight_limit,
     )
     with atomic_path(output) as temporary:
         export_qat(model, temporary)

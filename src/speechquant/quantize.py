@@ -24,6 +24,7 @@ from speechquant.fileio import atomic_path
 from speechquant.layers import layer_nodes, layer_of
 from speechquant.params import Checked, limits
 from speechquant.runtime import RunsIn, load_onnx
+from speechquant.saturation import SEVEN_BIT_LIMIT
 from speechquant.store import Store
 from speechquant.variants import VARIANTS, float_layers, recipe_for
 
@@ -36,8 +37,21 @@ class QuantOptions(Checked):
     exclude: tuple[str, ...] = field(default=(), metadata=limits(choices=LAYER_NAMES))
     calibration: CalibrationOptions = field(default_factory=CalibrationOptions)
     check_utterances: int = field(default=20, metadata=limits(1, 100_000))
+    # 7: signed int8 weights in [-64, 64] (ONNX Runtime's reduce_range), computed exactly on any
+    # CPU; 8: [-127, 127], which CPUs without VNNI saturate (saturation.py). Unsigned weights
+    # (dynamic_int8) are exact everywhere and keep 8 bits either way.
+    weight_bits: int = field(default=7, metadata=limits(7, 8))
     qat: dict[str, Any] = field(default_factory=dict)  # checked by its owner, qat.QatOptions
     auto: dict[str, Any] = field(default_factory=dict)  # checked by its owner, sensitivity.AutoOptions
+
+    @property
+    def weight_limit(self) -> int:
+        """The largest |signed int8 weight| the int8 variants hold: as ONNX Runtime's symmetric range."""
+        return SEVEN_BIT_LIMIT if self.weight_bits == 7 else 127
+
+    def reduce_range(self, weight_type: QuantType | None) -> bool:
+        """Whether ONNX Runtime's quantizers are to make ``weight_type`` weights 7-bit."""
+        return self.weight_bits == 7 and weight_type == QuantType.QInt8
 
 
 def quantize(
@@ -90,6 +104,7 @@ def quantize(
                 op_types_to_quantize=["Conv"],
                 nodes_to_quantize=to_quantize,
                 weight_type=recipe.weight_type,
+                reduce_range=options.reduce_range(recipe.weight_type),
             )
         else:
             if calibration_store is None:
@@ -119,6 +134,7 @@ def quantize(
                 per_channel=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=recipe.weight_type,
+                reduce_range=options.reduce_range(recipe.weight_type),
                 calibrate_method=CALIBRATION_METHODS[calibration.method],
                 # Ranges of every conv tensor, reused by later calls (the sensitivity search).
                 calibration_cache_path=calibration_cache,

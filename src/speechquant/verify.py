@@ -18,6 +18,7 @@ from speechquant.layers import layer_of
 from speechquant.openvino_session import NotRunnableHere, OpenVinoSession
 from speechquant.peak import conv_weight_shapes, macs_per_output_frame
 from speechquant.runtime import open_model, session
+from speechquant.saturation import int8_weight_peaks
 from speechquant.variants import recipe_for
 
 INT8_KERNELS = ("QLinearConv", "ConvInteger")
@@ -74,12 +75,32 @@ def max_logprob_difference(reference: Path, variant: Any, inputs: list[dict[str,
     )
 
 
+def check_weight_range(variant: str, path: Path, weight_limit: int) -> int | None:
+    """The largest |signed int8 weight| in ``path`` (None: it has none); fails above ``weight_limit``,
+    so that a file promised 7-bit (exact without VNNI) cannot hold a wider weight unnoticed."""
+    peaks = int8_weight_peaks(path)
+    if not peaks:
+        return None
+    wide = sorted(name for name, peak in peaks.items() if peak > weight_limit)
+    if wide:
+        raise UserError(
+            f"{variant}: int8 weights beyond [-{weight_limit}, {weight_limit}] (quant.weight_bits) in {', '.join(wide)}"
+        )
+    return max(peaks.values())
+
+
 def report(
-    variant: str, path: Path, reference: Path, keep_float: list[str], check_inputs: list[dict]
+    variant: str,
+    path: Path,
+    reference: Path,
+    keep_float: list[str],
+    check_inputs: list[dict],
+    weight_limit: int = 127,
 ) -> dict[str, Any]:
     """The guards and numbers of ``metrics/quantize/<variant>.json``."""
     kernels = conv_kernels(path)
     check_kernels(variant, kernels, keep_float)
+    int8_weight_max = check_weight_range(variant, path, weight_limit)
     recipe = recipe_for(variant)
     ran: dict[str, Any] = {"runs_in": f"{recipe.runs_in.runtime} {recipe.runs_in.precision}"}
     try:
@@ -102,6 +123,7 @@ def report(
         "weight_type": recipe.weight_type.name if recipe.weight_type is not None else recipe.kind,
         "conv_kernels": dict(Counter(kernels.values())),
         "float_layers": [layer for layer in LAYER_NAMES if kernels[layer] not in INT8_KERNELS],
+        "int8_weight_max": int8_weight_max,
         **ran,
         "check_utterances": len(check_inputs),
         "session_loads": True,
