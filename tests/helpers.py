@@ -39,6 +39,13 @@ def zen5_run_outputs() -> dict[str, str]:
     return locked_outputs(ZEN5_RUN / "dvc.lock")
 
 
+EIGHT_BIT_RUN = REPO / "reports" / "pipeline_zen4_8bit"
+"""The committed run up to commit df58586 (the 2-core Zen 4 EPYC, ``quant.weight_bits`` not yet a param:
+8-bit signed int8 weights): its ``dvc.lock`` and metrics. Its trained, compressed and float models are
+the current run's byte for byte; only the signed-int8 variants differ. The README's distillation-weight
+table and the 8-bit vs 7-bit comparison (``reports/weight_bits_8_vs_7/``) are of it."""
+
+
 PLATEAU_MODEL_MD5 = "c4b47ea4c4c10ec5ef36addbc4bebe6e"
 """The last model trained with ``train.schedule: plateau`` (dvc.lock up to commit 98cc224). The reports that
 show why ``anneal`` became the default are of it, and the README says so: ``train_end_lr.json``,
