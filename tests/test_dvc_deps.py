@@ -79,3 +79,12 @@ def test_the_closure_follows_imports_inside_functions(tmp_path):
     reached = {file.name for file in closure(REPO / "stages" / "features.py")}
     assert {"features.py", "audio.py", "store.py", "fileio.py"} <= reached
     assert "train.py" not in reached
+
+
+def test_weight_bits_reruns_exactly_the_stages_that_make_signed_int8_weights():
+    """`dvc exp run -S quant.weight_bits=8` must remake every int8 file with signed weights (and the sensitivity
+    search, which quantizes), and leave the float variants and the compress stage's fine-tunes alone."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declaring = {name for name, stage in stages.items() if "quant.weight_bits" in stage.get("params", [])}
+    assert declaring == {"sensitivity", "quantize", "quantize_auto", "quantize_qat", "quantize_pruned"}
+    assert not any("quant" in stage.get("params", []) for stage in stages.values())  # not read through the section
