@@ -52,6 +52,11 @@ show why ``anneal`` became the default are of it, and the README says so: ``trai
 ``schedule_cpu.json`` (row ``trained``)."""
 
 
+def signed(value: float) -> str:
+    """A percentage as the README's prose tables print it: two decimals, a sign, and a true minus."""
+    return f"{value:+.2f}".replace("-", "\u2212")
+
+
 def readme_words() -> str:
     """README.md with every run of whitespace made one space, so that quoted prose may wrap anywhere."""
     return " ".join((REPO / "README.md").read_text(encoding="utf-8").split())

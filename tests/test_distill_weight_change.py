@@ -2,13 +2,9 @@
 
 import json
 
-from helpers import EIGHT_BIT_RUN, REPO, ZEN5_RUN, readme_words
+from helpers import EIGHT_BIT_RUN, REPO, ZEN5_RUN, readme_words, signed
 
 VARIANTS = ("fp32_finetuned", "pruned_fp32", "pruned_int8")
-
-
-def signed(value: float) -> str:
-    return f"{value:+.2f}".replace("-", "\u2212")
 
 
 def test_the_comparison_is_of_the_zen5_runs_scores_against_the_8_bit_runs_and_the_readme_quotes_it():

@@ -4,17 +4,13 @@ import json
 
 import pytest
 
-from helpers import EIGHT_BIT_RUN, REPO, readme_words
+from helpers import EIGHT_BIT_RUN, REPO, readme_words, signed
 from speechquant.lock import locked_outputs
 from speechquant.quantize import QuantOptions
 
 SIGNED = ("static_int8", "static_semi_int8", "dynamic_int8_s8", "qat_int8", "auto_int8", "pruned_int8")
 UNSIGNED = ("dynamic_int8", "dynamic_semi_int8")
 COMPARED = REPO / "reports" / "weight_bits_8_vs_7"
-
-
-def signed(value: float) -> str:
-    return f"{value:+.2f}".replace("-", "\u2212")
 
 
 def test_only_the_signed_int8_files_changed_between_the_two_runs():
